@@ -1,0 +1,427 @@
+"""Load, compose and validate run configs.
+
+`configs/config.yaml` names one option per group (`defaults:`); each group option is a YAML file in
+`configs/<group>/<option>.yaml` that fills the block of the same name. Command-line overrides are
+`group=option` (pick a file) and `dotted.key=value` (set a key). The typed schema below validates the
+result before any work starts: unknown keys name the closest valid key, wrong types and impossible
+combinations are refused with a message that says how to fix them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from attnbench.errors import ConfigError
+
+GROUPS = ("task", "attention", "model", "trainer")
+# Top-level scalars that the CLI accepts as plain `key=value` without a dot.
+TOP_LEVEL_KEYS = ("seed", "output_dir", "data_dir", "cache_dir", "run_id")
+
+
+@dataclass
+class HubSourceConfig:
+    path: str = MISSING
+    name: Optional[str] = None
+    revision: Optional[str] = None
+    columns: Dict[str, str] = field(default_factory=dict)  # canonical field -> hub column
+    splits: Dict[str, str] = field(default_factory=dict)  # canonical split -> hub split
+
+
+@dataclass
+class LocalSourceConfig:
+    dataset: str = MISSING  # folder name under <data_dir>/<task>/
+    columns: Dict[str, str] = field(default_factory=dict)  # canonical field -> jsonl key
+    splits: Dict[str, str] = field(default_factory=dict)  # canonical split -> file stem
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "wordlevel"  # wordlevel | bpe
+    vocab_size: int = 20000
+    min_frequency: int = 1
+    lowercase: bool = True
+
+
+@dataclass
+class SplitLimits:
+    """Use only the first N examples of a split (smoke runs, tests); null = all."""
+
+    train: Optional[int] = None
+    validation: Optional[int] = None
+    test: Optional[int] = None
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    family: str = "classification"  # classification | seq2seq
+    dataset: str = MISSING
+    source: str = "auto"  # auto (local when data_dir is set, else hub) | local | hub
+    hub: HubSourceConfig = field(default_factory=HubSourceConfig)
+    local: LocalSourceConfig = field(default_factory=LocalSourceConfig)
+    labels: List[str] = field(default_factory=list)
+    max_length: int = 128
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    limits: SplitLimits = field(default_factory=SplitLimits)
+    monitor: str = "accuracy"  # validation metric for checkpointing and early stopping
+    monitor_mode: str = "max"
+    probes: int = 4  # validation examples whose attention maps are logged every epoch
+
+
+@dataclass
+class AttentionConfig:
+    name: str = "additive"  # registry name, entry-point plugin, or `custom` with impl
+    impl: Optional[str] = None  # package.module:ClassName for attention=custom
+    heads: int = 1
+    score: str = "scaled_dot"  # score function inside multihead
+    dropout: float = 0.0
+    hidden_dim: Optional[int] = None  # additive attention's hidden size (default: key dim)
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
+
+
+@dataclass
+class ModelConfig:
+    name: str = "rnn"  # rnn | transformer
+    cell: str = "lstm"  # rnn: lstm | gru
+    embed_dim: int = 300  # transformer: d_model
+    hidden_dim: int = 128  # rnn: per direction
+    num_layers: int = 1
+    dropout: float = 0.3
+    ff_dim: int = 512  # transformer feed-forward size
+    max_positions: int = 512  # transformer learned positions
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 5
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: int = 1
+    precision: str = "auto"  # auto: bf16-mixed on GPU, 32 on CPU
+    batch_size: int = 64
+    max_tokens: Optional[int] = None  # token budget per batch; replaces batch_size when set
+    gradient_clip_val: float = 1.0
+    early_stopping_patience: int = 3
+    val_check_interval: Any = 1.0
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
+    limit_test_batches: Any = 1.0
+    num_workers: int = 0
+    deterministic: bool = False
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "linear"  # constant | linear | cosine (all after linear warm-up)
+    warmup_ratio: float = 0.0
+
+
+@dataclass
+class WandbConfig:
+    mode: Optional[str] = None  # online | offline | disabled; default $WANDB_MODE, else offline
+    project: str = "attnbench"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    log_attention: bool = True
+
+
+@dataclass
+class RunConfig:
+    seed: int = 1
+    output_dir: str = "results/runs"
+    data_dir: Optional[str] = None  # default $ATTNBENCH_DATA_DIR
+    cache_dir: Optional[str] = None  # default $ATTNBENCH_CACHE_DIR, else ~/.cache/attnbench
+    run_id: Optional[str] = None
+    task: TaskConfig = field(default_factory=TaskConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+def config_dir() -> Path:
+    """The configs/ folder: $ATTNBENCH_CONFIG_DIR, else the one beside the package (editable install)."""
+    env = os.environ.get("ATTNBENCH_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+
+
+def group_options(group: str, root: Path | None = None) -> list[str]:
+    root = root or config_dir()
+    return sorted(p.stem for p in (root / group).glob("*.yaml"))
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = (), root: Path | None = None) -> DictConfig:
+    """Compose config.yaml, the chosen group files and the overrides; validate; return a resolved config."""
+    root = root or config_dir()
+    base_file = root / "config.yaml"
+    if not base_file.is_file():
+        raise ConfigError(f"no config.yaml in {root}: set ATTNBENCH_CONFIG_DIR to attnbench's configs/ folder")
+    base = _read_yaml(base_file)
+    choices = dict(base.pop("defaults", {}) or {})
+    groups, dotted = _split_overrides(overrides)
+    choices.update(groups)
+
+    cfg = OmegaConf.structured(RunConfig)
+    try:
+        cfg = OmegaConf.merge(cfg, base)
+        for group in GROUPS:
+            cfg = OmegaConf.merge(cfg, {group: _group_file(root, group, choices[group])})
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"invalid config file: {_omegaconf_message(err)}") from None
+    for key, value in dotted:
+        _apply_override(cfg, key, value)
+    _fill_environment_defaults(cfg)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"cannot resolve config: {_omegaconf_message(err)}") from None
+    validate(cfg)
+    return cfg
+
+
+def load_saved_config(path: Path) -> DictConfig:
+    """A run folder's config.yaml, validated against today's schema (to repeat a run)."""
+    cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), _read_yaml(path))
+    validate(cfg)
+    return cfg
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # yaml.YAMLError and OmegaConf errors alike
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values; fix the file")
+    return data
+
+
+def _group_file(root: Path, group: str, option: str) -> dict:
+    path = root / group / f"{option}.yaml"
+    if path.is_file():
+        return _read_yaml(path)
+    if group == "attention" and _is_plugin_attention(option):
+        return {"name": option}
+    valid = group_options(group, root)
+    if group == "attention":
+        valid = sorted(set(valid) | set(_plugin_attention_names()))
+    hint = _closest(option, valid)
+    raise ConfigError(
+        f"unknown {group} option '{option}'{hint}: valid options are {', '.join(valid)}"
+    )
+
+
+def _plugin_attention_names() -> list[str]:
+    # Imported lazily: the attention registry imports torch, which the config layer should not need.
+    from attnbench.attention import available_attention
+
+    return list(available_attention())
+
+
+def _is_plugin_attention(option: str) -> bool:
+    return option in _plugin_attention_names()
+
+
+def _split_overrides(overrides) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    groups: dict[str, str] = {}
+    dotted: list[tuple[str, str]] = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"override '{item}' is not of the form key=value: write e.g. attention=additive or trainer.max_epochs=3"
+            )
+        key = key.strip()
+        if key in GROUPS:
+            groups[key] = value.strip()
+        else:
+            dotted.append((key, value))
+    return groups, dotted
+
+
+def _all_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not _is_free_dict(node, key):
+            keys.extend(_all_keys(child, full + "."))
+    return keys
+
+
+def _is_free_dict(parent: DictConfig, key: str) -> bool:
+    """Dict[str, X] fields (column maps, kwargs) take any key."""
+    child = parent._get_node(key)
+    return isinstance(child, DictConfig) and child._metadata.object_type in (None, dict)
+
+
+def _apply_override(cfg: DictConfig, key: str, raw: str) -> None:
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    free = False
+    if parent_key:
+        grand_key, _, last = parent_key.rpartition(".")
+        grand = OmegaConf.select(cfg, grand_key) if grand_key else cfg
+        free = isinstance(grand, DictConfig) and last in grand and _is_free_dict(grand, last)
+    if not isinstance(parent, DictConfig) or (leaf not in parent and not free):
+        hint = _closest(key, _all_keys(cfg))
+        raise ConfigError(f"unknown config key '{key}'{hint}: run `attnbench config` to see all keys")
+    value = _parse_value(raw)
+    try:
+        OmegaConf.update(cfg, key, value, merge=True)
+    except OmegaConfBaseException as err:
+        expected = _expected_type(cfg, key)
+        raise ConfigError(
+            f"bad value for {key}: {raw!r} is not {expected} ({_omegaconf_message(err)}); pass e.g. {key}={_example(expected)}"
+        ) from None
+
+
+def _parse_value(raw: str) -> Any:
+    # YAML scalars/lists as the user would write them in a config file: 3, 1e-3, true, null, [a,b].
+    parsed = OmegaConf.from_dotlist([f"v={raw}"])
+    return OmegaConf.to_container(parsed)["v"] if raw.strip() else ""
+
+
+def _expected_type(cfg: DictConfig, key: str) -> str:
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    node = parent._get_node(leaf)
+    ref = getattr(node._metadata, "ref_type", Any)
+    name = getattr(ref, "__name__", str(ref))
+    return {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string"}.get(name, f"a {name}")
+
+
+def _example(expected: str) -> str:
+    return {"an integer": "3", "a number": "0.001", "true/false": "true"}.get(expected, "value")
+
+
+def _closest(word: str, options: list[str]) -> str:
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    if not match and "." in word:
+        leaf = word.rsplit(".", 1)[1]
+        match = [o for o in options if o.rsplit(".", 1)[-1] == leaf][:1]
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _omegaconf_message(err: OmegaConfBaseException) -> str:
+    return str(err).strip().splitlines()[0]
+
+
+def _fill_environment_defaults(cfg: DictConfig) -> None:
+    if cfg.data_dir is None and os.environ.get("ATTNBENCH_DATA_DIR"):
+        cfg.data_dir = os.environ["ATTNBENCH_DATA_DIR"]
+    if cfg.cache_dir is None:
+        cfg.cache_dir = os.environ.get("ATTNBENCH_CACHE_DIR") or str(Path.home() / ".cache" / "attnbench")
+    if cfg.wandb.mode is None:
+        cfg.wandb.mode = os.environ.get("WANDB_MODE") or "offline"
+
+
+_CHOICES = {
+    "task.family": ("classification", "seq2seq"),
+    "task.source": ("auto", "local", "hub"),
+    "task.monitor_mode": ("min", "max"),
+    "task.tokenizer.kind": ("wordlevel", "bpe"),
+    "model.name": ("rnn", "transformer"),
+    "model.cell": ("lstm", "gru"),
+    "trainer.precision": ("auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "optim.scheduler": ("constant", "linear", "cosine"),
+    "wandb.mode": ("online", "offline", "disabled"),
+}
+
+_POSITIVE = (
+    "task.max_length", "task.tokenizer.vocab_size", "task.tokenizer.min_frequency", "attention.heads",
+    "model.embed_dim", "model.hidden_dim", "model.num_layers", "model.ff_dim", "model.max_positions",
+    "trainer.max_epochs", "trainer.devices", "trainer.batch_size", "trainer.log_every_n_steps", "optim.lr",
+)
+_PROBABILITIES = ("attention.dropout", "model.dropout", "optim.warmup_ratio")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse impossible settings before any work starts."""
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if str(value) not in allowed:
+            hint = _closest(str(value), list(allowed))
+            raise ConfigError(f"{key}={value} is not allowed{hint}: choose one of {', '.join(allowed)}")
+    for key in _POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None or value <= 0:
+            raise ConfigError(f"{key}={value} must be positive (> 0): pass a larger value")
+    for key in _PROBABILITIES:
+        value = OmegaConf.select(cfg, key)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{key}={value} must be in [0, 1): pass e.g. {key}=0.1")
+    if cfg.trainer.max_tokens is not None and cfg.trainer.max_tokens < cfg.task.max_length:
+        raise ConfigError(
+            f"trainer.max_tokens={cfg.trainer.max_tokens} is below task.max_length={cfg.task.max_length}: "
+            "a single example would not fit; raise trainer.max_tokens or lower task.max_length"
+        )
+    if cfg.trainer.num_workers < 0 or cfg.trainer.early_stopping_patience < 0:
+        raise ConfigError("trainer.num_workers and trainer.early_stopping_patience must be >= 0")
+    if cfg.task.probes < 0:
+        raise ConfigError(f"task.probes={cfg.task.probes} must be >= 0")
+    for split in ("train", "validation", "test"):
+        limit = cfg.task.limits[split]
+        if limit is not None and limit <= 0:
+            raise ConfigError(f"task.limits.{split}={limit} must be positive or null (all examples)")
+    if cfg.task.family == "classification" and len(cfg.task.labels) < 2:
+        raise ConfigError("task.labels needs at least two label names for a classification task")
+    _validate_attention(cfg)
+    if cfg.run_id is not None and (not cfg.run_id or "/" in cfg.run_id or cfg.run_id.startswith(".")):
+        raise ConfigError(f"run_id={cfg.run_id!r} must be a plain folder name (no '/', not starting with '.')")
+
+
+def _validate_attention(cfg: DictConfig) -> None:
+    att = cfg.attention
+    if att.name == "custom" and not att.impl:
+        raise ConfigError("attention=custom needs attention.impl=package.module:ClassName")
+    if att.impl and ":" not in att.impl:
+        raise ConfigError(f"attention.impl={att.impl} must look like package.module:ClassName")
+    width = attention_width(cfg)
+    if uses_heads(cfg) and width % att.heads:
+        raise ConfigError(
+            f"d_model {width} is not divisible by attention.heads={att.heads}: choose heads that divide {width} "
+            f"(or change {'model.embed_dim' if cfg.model.name == 'transformer' else 'model.hidden_dim'})"
+        )
+    if att.heads > 1 and not uses_heads(cfg):
+        raise ConfigError(
+            f"attention.heads={att.heads} needs multi-head attention: use attention=multihead attention.score={att.name}"
+        )
+
+
+def uses_heads(cfg: DictConfig) -> bool:
+    """Whether the attention runs through MultiHead projections (always in a transformer layer)."""
+    return cfg.attention.name == "multihead" or cfg.model.name == "transformer"
+
+
+def attention_width(cfg: DictConfig) -> int:
+    """The model width the attention sees: d_model for a transformer, 2*hidden for a BiRNN."""
+    return cfg.model.embed_dim if cfg.model.name == "transformer" else 2 * cfg.model.hidden_dim
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of what determines a run's result (not where it is written or what it is called)."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("output_dir", "data_dir", "cache_dir", "run_id", "wandb"):
+        data.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,70 @@
+"""Pre-LN transformer encoder whose self-attention is any attention variant.
+
+Shapes: B batch, T tokens, D model width (d_model), F feed-forward width.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+AttentionFactory = Callable[[], nn.Module]
+
+
+class EncoderLayer(nn.Module):
+    """x + Attn(LN(x)); x + FF(LN(x)) (pre-LN: stable without warm-up tricks, Xiong et al. 2020)."""
+
+    def __init__(self, d_model: int, ff_dim: int, attention: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = attention
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = self.norm1(x)
+        attended, weights = self.attn(h, h, h, mask=mask, need_weights=need_weights)  # (B, T, D)
+        x = x + self.dropout(attended)
+        x = x + self.dropout(self.ff(self.norm2(x)))
+        return x, weights
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(
+        self, vocab_size: int, *, d_model: int, ff_dim: int, num_layers: int, attention: AttentionFactory,
+        dropout: float = 0.1, max_positions: int = 512, pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.positions = nn.Embedding(max_positions, d_model)
+        self.layers = nn.ModuleList(EncoderLayer(d_model, ff_dim, attention(), dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.scale = math.sqrt(d_model)
+        self.max_positions = max_positions
+        self.out_dim = d_model
+
+    def forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        T = input_ids.size(1)
+        if T > self.max_positions:
+            raise ValueError(
+                f"sequence of {T} tokens is longer than model.max_positions={self.max_positions}: "
+                "raise model.max_positions or lower task.max_length"
+            )
+        pos = torch.arange(T, device=input_ids.device)
+        x = self.dropout(self.embed(input_ids) * self.scale + self.positions(pos))  # (B, T, D)
+        key_mask = mask[:, None, :]  # (B, 1, T): every query sees the real tokens
+        maps: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, key_mask, need_weights)
+            if weights is not None:
+                maps[f"self_attention.layer{i}"] = weights  # (B, H, T, T)
+        return self.norm(x), maps

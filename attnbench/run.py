@@ -1,0 +1,164 @@
+"""One run, top-down: config -> data -> model -> logger -> fit -> test -> record.
+
+Everything that can be refused (config, data, output folder, W&B key) is checked before the run folder
+exists, so bad input leaves nothing in results/. Once the folder exists, the run ends with a
+metrics.json whose status is "completed" or "failed" (with the error), never with half a file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
+
+from attnbench.config import config_hash, to_yaml
+from attnbench.data import build_datamodule
+from attnbench.models import build_classifier
+from attnbench.tasks import ClassificationTask
+from attnbench.tasks.metrics import classification_signatures
+from attnbench.tracking.attention_maps import AttentionMaps
+from attnbench.tracking.record import (
+    check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
+    write_atomic, write_json, write_jsonl,
+)
+from attnbench.tracking.wandb_setup import check_wandb, make_logger
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train, test on the best checkpoint and write the run record; returns the run folder."""
+    started_at = now()
+    output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)
+    check_wandb(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    data = build_datamodule(cfg)
+    data.setup("fit")
+    task = build_task(cfg, data)
+
+    cfg.run_id = cfg.run_id or new_run_id(cfg.task.name, cfg.model.name, cfg.attention.name, cfg.seed)
+    run_dir = create_run_dir(output_dir, cfg.run_id)
+    write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    logger = make_logger(cfg, run_dir)
+    record = base_record(cfg, data, task, started_at)
+    try:
+        trainer, timer = build_trainer(cfg, run_dir, logger, data)
+        trainer.fit(task, datamodule=data)
+        train_seconds = timer.time_elapsed("train")
+        eval_start = time.perf_counter()
+        test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+        eval_seconds = time.perf_counter() - eval_start
+        val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+        write_jsonl(run_dir / "predictions.jsonl", task.predictions())
+        fit_seconds = train_seconds - timer.time_elapsed("validate")
+        record.update(
+            status="completed",
+            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": task.train_loss_summary()},
+        )
+        record["cost"].update(
+            train_seconds=round(train_seconds, 3),
+            eval_seconds=round(eval_seconds, 3),
+            tokens_per_second=round(int(task.train_tokens) / max(fit_seconds, 1e-9), 1),
+            peak_memory_mb=round(peak_memory_mb(), 1),
+            epochs=trainer.current_epoch,
+            steps=trainer.global_step,
+        )
+        record["best_checkpoint"] = _relative(trainer.checkpoint_callback.best_model_path, run_dir)
+    except BaseException as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        record["provenance"]["finished_at"] = now()
+        write_json(run_dir / "metrics.json", record)
+        if logger is not None:
+            import wandb
+
+            wandb.finish(exit_code=0 if record["status"] == "completed" else 1, quiet=True)
+    return run_dir
+
+
+def build_task(cfg: DictConfig, data) -> pl.LightningModule:
+    if cfg.task.family != "classification":
+        raise NotImplementedError(f"task family '{cfg.task.family}' is not implemented yet")
+    model = build_classifier(
+        OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.attention),
+        vocab_size=data.vocab_size, num_labels=data.num_labels, pad_id=data.pad_id,
+    )
+    return ClassificationTask(model, num_labels=data.num_labels, optim=OmegaConf.to_container(cfg.optim))
+
+
+def resolve_precision(cfg: DictConfig) -> str:
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu else "32-true"
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Timer]:
+    t = cfg.trainer
+    monitor = f"val/{cfg.task.monitor}"
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best-{epoch}-{step}", monitor=monitor, mode=cfg.task.monitor_mode,
+        save_top_k=1, save_last=True,
+    )
+    timer = Timer()
+    callbacks: list[pl.Callback] = [checkpoint, timer]
+    if t.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience))
+    if logger is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if cfg.task.probes:
+        callbacks.append(
+            AttentionMaps(data.probe_examples(cfg.task.probes), data.probe_batch(cfg.task.probes), run_dir,
+                          log_images=cfg.wandb.log_attention)
+        )
+    trainer = pl.Trainer(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        precision=resolve_precision(cfg), gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_check_interval, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
+        deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
+        enable_progress_bar=t.enable_progress_bar, logger=logger if logger is not None else False,
+        callbacks=callbacks, default_root_dir=str(run_dir), enable_model_summary=t.enable_progress_bar,
+    )
+    return trainer, timer
+
+
+def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str) -> dict:
+    """metrics.json as DESIGN.md defines it, filled in as the run proceeds."""
+    return {
+        "run_id": cfg.run_id,
+        "status": "running",
+        "task": cfg.task.name,
+        "dataset": cfg.task.dataset,
+        "attention": cfg.attention.name,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "metrics": {},
+        "cost": {"params": sum(p.numel() for p in task.parameters())},
+        "provenance": {
+            **git_state(),
+            "config_hash": config_hash(cfg),
+            "dataset_fingerprint": data.fingerprint,
+            "tokenizer_hash": data.tokenizer_hash,
+            "metric_signatures": classification_signatures(data.num_labels),
+            "versions": versions(),
+            "device": device_name() if cfg.trainer.accelerator != "cpu" else "cpu",
+            "precision": resolve_precision(cfg),
+            "deterministic": cfg.trainer.deterministic,
+            "started_at": started_at,
+            "finished_at": None,
+        },
+    }
+
+
+def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _relative(path: str, root: Path) -> str | None:
+    return str(Path(path).relative_to(root)) if path else None

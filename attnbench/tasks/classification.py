@@ -1,0 +1,90 @@
+"""LightningModule for sequence classification (sentiment)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnbench.tasks.metrics import classification_metrics
+from attnbench.tasks.optim import configure_optimizer
+
+
+class ClassificationTask(pl.LightningModule):
+    """Cross-entropy training; accuracy and macro-F1 on validation and test; test predictions kept by id."""
+
+    def __init__(self, model: nn.Module, *, num_labels: int, optim: Mapping[str, Any], loss_window: int = 10) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = dict(optim)
+        self.val_metrics = classification_metrics(num_labels).clone(prefix="val/")
+        self.test_metrics = classification_metrics(num_labels).clone(prefix="test/")
+        self.loss_window = loss_window
+        # Summed on the device; read once after training, so the step never waits for the host.
+        self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
+        self.first_losses: list[torch.Tensor] = []
+        self.last_losses: list[torch.Tensor] = []
+        self.test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, batch: dict[str, torch.Tensor], need_weights: bool = False):
+        return self.model(batch["input_ids"], batch["mask"], need_weights=need_weights)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits, _ = self(batch)
+        loss = F.cross_entropy(logits, batch["labels"])
+        self.train_tokens += batch["mask"].sum()
+        self._remember_loss(loss.detach())
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        return loss
+
+    def _remember_loss(self, loss: torch.Tensor) -> None:
+        if len(self.first_losses) < self.loss_window:
+            self.first_losses.append(loss)
+        self.last_losses = (self.last_losses + [loss])[-self.loss_window :]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, _ = self(batch)
+        loss = F.cross_entropy(logits, batch["labels"])
+        self.val_metrics.update(logits, batch["labels"])
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, _ = self(batch)
+        self.test_metrics.update(logits, batch["labels"])
+        self.log("test/loss", F.cross_entropy(logits, batch["labels"]), batch_size=batch["labels"].numel())
+        self.test_predictions.append((batch["ids"], logits.argmax(-1), batch["labels"]))
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predictions(self) -> list[dict[str, int]]:
+        """Test predictions as records {id, prediction, gold}, sorted by example id."""
+        rows = [
+            {"id": int(i), "prediction": int(p), "gold": int(g)}
+            for ids, preds, golds in self.test_predictions
+            for i, p, g in zip(ids.tolist(), preds.tolist(), golds.tolist())
+        ]
+        return sorted(rows, key=lambda row: row["id"])
+
+    def train_loss_summary(self) -> dict[str, float]:
+        if not self.first_losses:
+            return {}
+        return {
+            "loss_start": torch.stack(self.first_losses).mean().item(),
+            "loss_end": torch.stack(self.last_losses).mean().item(),
+        }
+
+    def configure_optimizers(self):
+        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)

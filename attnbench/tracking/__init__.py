@@ -1,0 +1,1 @@
+"""W&B setup, the attention-map callback and run records."""

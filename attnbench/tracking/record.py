@@ -1,0 +1,114 @@
+"""The run record: results/runs/<run_id>/{config.yaml, metrics.json, predictions.jsonl, attention/, checkpoints/}.
+
+Every file a later step reads is written atomically (temp file in the same folder, then os.replace), so a
+reader sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnbench.errors import ConfigError
+
+PACKAGES = ("attnbench", "torch", "pytorch-lightning", "torchmetrics", "datasets", "tokenizers", "wandb",
+            "omegaconf", "sacrebleu", "rouge-score", "numpy")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id(task: str, model: str, attention: str, seed: int) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{task}-{model}-{attention}-s{seed}-{stamp}-{os.urandom(2).hex()}"
+
+
+def check_writable(output_dir: Path) -> None:
+    """Refuse an output folder we cannot write before any work starts (and without creating anything)."""
+    probe = output_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"output_dir={output_dir} is not writable ({probe} is not a writable folder): pass output_dir=<a folder you can write>")
+
+
+def create_run_dir(output_dir: Path, run_id: str) -> Path:
+    run_dir = output_dir / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise ConfigError(f"run folder {run_dir} already exists: choose another run_id= or remove the folder") from None
+    return run_dir
+
+
+def git_state() -> dict[str, Any]:
+    """SHA and dirtiness of the attnbench checkout (a dirty tree is recorded, not hidden)."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,53 @@
+"""Weights & Biases through Lightning's WandbLogger: offline unless configured, never hanging on the network."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
+
+from attnbench.errors import ConfigError
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def check_wandb(cfg: DictConfig) -> None:
+    if cfg.wandb.mode == "online" and not _has_api_key():
+        raise ConfigError(
+            "wandb.mode=online but no W&B API key is configured: run `wandb login` or set WANDB_API_KEY, "
+            "or use wandb.mode=offline (sync later with `wandb sync`)"
+        )
+
+
+def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
+    if cfg.wandb.mode == "disabled":
+        return None
+    import wandb
+
+    task, model, attention = cfg.task.name, cfg.model.name, cfg.attention.name
+    if cfg.attention.name == "multihead":
+        attention = f"multihead-{cfg.attention.score}-h{cfg.attention.heads}"
+    return WandbLogger(
+        project=cfg.wandb.project,
+        entity=cfg.wandb.entity,
+        name=cfg.run_id,
+        id=cfg.run_id,
+        save_dir=str(run_dir),
+        # Seeds of one cell share a group, so the W&B UI averages them; tags filter by axis.
+        group=f"{task}/{model}/{attention}",
+        job_type=task,
+        tags=[task, cfg.task.dataset, model, attention, f"seed{cfg.seed}", *cfg.wandb.tags],
+        config=OmegaConf.to_container(cfg, resolve=True),
+        mode=cfg.wandb.mode,
+        settings=wandb.Settings(init_timeout=60, silent=True),
+    )

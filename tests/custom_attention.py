@@ -1,0 +1,47 @@
+"""A researcher's own attention variant, written outside attnbench (no import of its internals).
+
+Used by the tests to prove that `attention=custom attention.impl=tests.custom_attention:GatedDot` trains
+through the CLI and that `attnbench.testing.check_attention` accepts a correct custom class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GatedDot(nn.Module):
+    """Scaled dot-product attention with a learned temperature (log-parametrised, so it stays positive)."""
+
+    description = "dot-product attention with a learned temperature (example custom variant)"
+
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int, *, dropout: float = 0.0,
+                 init_temperature: float = 1.0) -> None:
+        super().__init__()
+        if query_dim != key_dim:
+            raise ValueError(f"GatedDot needs query_dim == key_dim, got {query_dim} and {key_dim}")
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)))
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = value_dim
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
+        scores = query @ key.transpose(-1, -2) / (math.sqrt(query.size(-1)) * self.log_temperature.exp())  # (B,Tq,Tk)
+        keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
+        if causal:
+            keep = keep & torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+        weights = F.softmax(scores.masked_fill(~keep, torch.finfo(scores.dtype).min), dim=-1)
+        weights = torch.where(keep.any(-1, keepdim=True), weights, torch.zeros_like(weights))  # empty row -> 0
+        out = self.dropout(weights) @ value  # (B, Tq, Dv)
+        return out, weights.unsqueeze(1) if need_weights else None
+
+
+class IgnoresMask(GatedDot):
+    """A broken variant: attends to padding. check_attention must reject it."""
+
+    description = "broken on purpose"
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
+        return super().forward(query, key, value, None, need_weights, causal)
