@@ -393,6 +393,9 @@ def _validate_attention(cfg: DictConfig) -> None:
         raise ConfigError("attention=custom needs attention.impl=package.module:ClassName")
     if att.impl and ":" not in att.impl:
         raise ConfigError(f"attention.impl={att.impl} must look like package.module:ClassName")
+    _check_resolvable("attention.impl", att.impl if att.name == "custom" else att.name)
+    if att.name == "multihead":
+        _check_resolvable("attention.score", att.score)
     width = attention_width(cfg)
     if uses_heads(cfg) and width % att.heads:
         raise ConfigError(
@@ -403,6 +406,16 @@ def _validate_attention(cfg: DictConfig) -> None:
         raise ConfigError(
             f"attention.heads={att.heads} needs multi-head attention: use attention=multihead attention.score={att.name}"
         )
+
+
+def _check_resolvable(key: str, name: str) -> None:
+    """Import the variant's class now, so a typo fails before data is loaded."""
+    from attnbench.attention import resolve_attention
+
+    try:
+        resolve_attention(name)
+    except (ValueError, ImportError, AttributeError, TypeError) as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def uses_heads(cfg: DictConfig) -> bool:
@@ -425,3 +438,13 @@ def config_hash(cfg: DictConfig) -> str:
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def attention_label(cfg: DictConfig) -> str:
+    """The variant's name in records, W&B and tables: the impl for custom classes, the score for multihead."""
+    att = cfg.attention
+    if att.name == "custom":
+        return att.impl
+    if att.name == "multihead" and att.score != "scaled_dot":
+        return f"multihead-{att.score}"
+    return att.name

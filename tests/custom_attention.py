@@ -45,3 +45,19 @@ class IgnoresMask(GatedDot):
 
     def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
         return super().forward(query, key, value, None, need_weights, causal)
+
+
+class FailsInTraining(GatedDot):
+    """Raises on the third training step: a crashed run must leave status "failed" with this error."""
+
+    description = "fails on purpose"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += self.training
+        if self.calls > 2:
+            raise RuntimeError("injected failure in attention forward")
+        return super().forward(*args, **kwargs)

@@ -1,0 +1,80 @@
+"""Additive attention (Bahdanau et al., 2015): score = vᵀ tanh(W_q q + W_k k).
+
+Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, A hidden (score) width,
+H heads (1 here).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from attnbench.attention import functional as AF
+
+
+class Additive(nn.Module):
+    description: ClassVar[str] = "Bahdanau additive: score = vᵀ tanh(W_q q + W_k k)"
+
+    # The fast path scores queries in chunks whose (B, chunk, Tk, A) tensor stays under this many elements
+    # (2**24 fp32 = 64 MiB). An instance attribute of the same name overrides it (the tests force chunking).
+    chunk_elements: int = 2**24
+
+    def __init__(
+        self, query_dim: int, key_dim: int, value_dim: int, *, dropout: float = 0.0, hidden_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        hidden_dim = key_dim if hidden_dim is None else hidden_dim
+        if hidden_dim < 1:
+            raise ValueError(f"additive attention hidden_dim must be positive, got {hidden_dim}")
+        self.W_q = nn.Linear(query_dim, hidden_dim, bias=False)
+        self.W_k = nn.Linear(key_dim, hidden_dim)  # one bias for the sum is enough
+        # No bias in v: it would shift every score of a row equally, which softmax ignores (and it would never learn).
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+        self.dropout = AF.check_dropout(dropout)
+        self.out_dim = value_dim
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """(B, Tq, A) projected queries x (B, Tk, A) projected keys -> (B, Tq, Tk) scores."""
+        return self.v(torch.tanh(q[:, :, None, :] + k[:, None, :, :])).squeeze(-1)  # (B, Tq, Tk)
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
+        need_weights: bool = False, causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
+        keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)  # (B|1, 1|Tq, Tk)
+        q, k = self.W_q(query), self.W_k(key)  # (B, Tq, A), (B, Tk, A)
+        if not need_weights:
+            return self._chunked(q, k, value, keep), None  # (B, Tq, Dv)
+        scores = self._scores(q, k)  # (B, Tq, Tk)
+        out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
+        return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)
+
+    def _chunked(
+        self, q: torch.Tensor, k: torch.Tensor, value: torch.Tensor, keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The explicit path's output, one chunk of queries at a time: never the whole (B, Tq, Tk, A) tensor."""
+        B, Tq, A = q.shape
+        chunk = max(1, self.chunk_elements // max(1, B * k.size(1) * A))
+        # Under autograd every chunk's tanh output would be saved for backward, which adds up to the whole
+        # tensor again; so when it does not fit the budget in one chunk, each chunk is checkpointed and
+        # recomputed in backward (bounded memory for ~1.5-2x time). The checkpoint replays the RNG state,
+        # so dropout masks match between forward and recomputation.
+        recompute = Tq > chunk and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, value))
+        outs = []
+        for i in range(0, Tq, chunk):
+            q_i = q[:, i:i + chunk]  # (B, c, A)
+            keep_i = keep if keep is None or keep.size(1) == 1 else keep[:, i:i + chunk]  # (B|1, 1|c, Tk)
+            if recompute:
+                outs.append(checkpoint(self._attend_chunk, q_i, k, value, keep_i, use_reentrant=False))
+            else:
+                outs.append(self._attend_chunk(q_i, k, value, keep_i))  # (B, c, Dv)
+        return torch.cat(outs, dim=1)  # (B, Tq, Dv)
+
+    def _attend_chunk(
+        self, q: torch.Tensor, k: torch.Tensor, value: torch.Tensor, keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        return AF.attend(self._scores(q, k), value, keep, self.dropout, self.training)[0]  # (B, c, Dv)

@@ -1,0 +1,41 @@
+"""Luong dot attention (Luong et al., 2015): score = q · k, no scaling and no parameters.
+
+Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads (1 here).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from attnbench.attention import functional as AF
+
+
+class Dot(nn.Module):
+    description: ClassVar[str] = "Luong dot: score = q · k (unscaled, no parameters)"
+
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        if query_dim != key_dim:
+            raise ValueError(
+                f"dot attention needs query_dim == key_dim, got {query_dim} and {key_dim}: "
+                "use 'general' (learned W maps queries into key space) or 'additive' for different widths"
+            )
+        self.dropout = AF.check_dropout(dropout)
+        self.out_dim = value_dim
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
+        need_weights: bool = False, causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
+        if not need_weights:
+            out = AF.sdpa(query, key, value, mask, causal=causal, scale=1.0, dropout=self.dropout,
+                          training=self.training)  # (B, Tq, Dv)
+            return out, None
+        keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)
+        scores = query @ key.transpose(-2, -1)  # (B, Tq, Tk)
+        out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
+        return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)

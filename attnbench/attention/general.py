@@ -1,0 +1,40 @@
+"""Luong general (bilinear) attention (Luong et al., 2015): score = qᵀ W k.
+
+Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads (1 here).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from attnbench.attention import functional as AF
+
+
+class General(nn.Module):
+    description: ClassVar[str] = "Luong general (bilinear): score = qᵀ W k"
+
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        # qᵀ W k == (W q) · k with W stored as a Linear: one projection of the queries, then a dot product,
+        # which lets the fast path reuse the fused SDPA kernel.
+        self.W = nn.Linear(query_dim, key_dim, bias=False)
+        self.dropout = AF.check_dropout(dropout)
+        self.out_dim = value_dim
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
+        need_weights: bool = False, causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
+        q = self.W(query)  # (B, Tq, Dk)
+        if not need_weights:
+            out = AF.sdpa(q, key, value, mask, causal=causal, scale=1.0, dropout=self.dropout,
+                          training=self.training)  # (B, Tq, Dv)
+            return out, None
+        keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)
+        scores = q @ key.transpose(-2, -1)  # (B, Tq, Tk)
+        out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
+        return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)

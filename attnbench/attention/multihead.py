@@ -1,0 +1,69 @@
+"""Multi-head attention (Vaswani et al., 2017) around any score function from the registry.
+
+Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh = Dq // H head width,
+Do the score module's out_dim (Dh for every built-in).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from attnbench.attention import functional as AF
+
+
+class MultiHead(nn.Module):
+    description: ClassVar[str] = "H heads with their own Q/K/V/O projections around any score (score=NAME)"
+
+    def __init__(
+        self, query_dim: int, key_dim: int, value_dim: int, *, heads: int = 8, score: str = "scaled_dot",
+        dropout: float = 0.0, bias: bool = True, score_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        # Imported here: the registry module imports this one, so a top-level import would be circular.
+        from attnbench.attention import build_attention
+
+        d_model = query_dim
+        if heads < 1 or d_model % heads:
+            raise ValueError(f"d_model {d_model} is not divisible by heads {heads}: choose heads that divide d_model")
+        self.heads, self.head_dim, self.score_name = heads, d_model // heads, score
+        self.q_proj = nn.Linear(query_dim, d_model, bias=bias)
+        self.k_proj = nn.Linear(key_dim, d_model, bias=bias)
+        self.v_proj = nn.Linear(value_dim, d_model, bias=bias)
+        # One score module shared by all heads (heads are folded into the batch): the per-head Q/K/V
+        # projections already make the heads differ, as in the original transformer. Dropout lives in it.
+        self.score = build_attention(
+            score, query_dim=self.head_dim, key_dim=self.head_dim, value_dim=self.head_dim, dropout=dropout,
+            **(score_kwargs or {}),
+        )
+        # heads * score.out_dim is d_model for every built-in; a custom score may return another width.
+        self.out_proj = nn.Linear(heads * self.score.out_dim, query_dim, bias=bias)
+        self.dropout = AF.check_dropout(dropout)
+        self.out_dim = query_dim
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
+        need_weights: bool = False, causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
+        (B, Tq, _), Tk, H, Dh = query.shape, key.size(1), self.heads, self.head_dim
+        q = self.q_proj(query).view(B, Tq, H, Dh).transpose(1, 2).reshape(B * H, Tq, Dh)  # (B*H, Tq, Dh)
+        k = self.k_proj(key).view(B, Tk, H, Dh).transpose(1, 2).reshape(B * H, Tk, Dh)  # (B*H, Tk, Dh)
+        v = self.v_proj(value).view(B, Tk, H, Dh).transpose(1, 2).reshape(B * H, Tk, Dh)  # (B*H, Tk, Dh)
+        head_mask = None
+        if mask is not None:
+            head_mask = mask[:, None].expand(B, H, -1, Tk).reshape(B * H, -1, Tk)  # (B*H, 1|Tq, Tk)
+        out, weights = self.score(q, k, v, head_mask, need_weights=need_weights, causal=causal)  # (B*H, Tq, Do)
+        out = out.view(B, H, Tq, -1).transpose(1, 2).reshape(B, Tq, -1)  # (B, Tq, H*Do)
+        out = self.out_proj(out)  # (B, Tq, Dq)
+        if mask is not None:
+            # A query that may see no key attended to nothing; without this the output bias would leak
+            # into its row, and the contract says such rows are zero.
+            keep = AF.keep_mask(mask, Tq, Tk, query.device, causal)  # (B, 1|Tq, Tk)
+            empty = ~keep.any(dim=-1, keepdim=True)  # (B, 1|Tq, 1)
+            out = out.masked_fill(empty, 0.0)
+        if weights is not None:
+            weights = weights.reshape(B, -1, Tq, Tk)  # (B, H, Tq, Tk)
+        return out, weights
