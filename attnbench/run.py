@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 
-from attnbench.config import config_hash, to_yaml
+from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.data import build_datamodule
 from attnbench.models import build_classifier
 from attnbench.tasks import ClassificationTask
@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> Path:
     data.setup("fit")
     task = build_task(cfg, data)
 
-    cfg.run_id = cfg.run_id or new_run_id(cfg.task.name, cfg.model.name, cfg.attention.name, cfg.seed)
+    cfg.run_id = cfg.run_id or new_run_id(cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
     run_dir = create_run_dir(output_dir, cfg.run_id)
     write_atomic(run_dir / "config.yaml", to_yaml(cfg))
     logger = make_logger(cfg, run_dir)
@@ -77,7 +77,7 @@ def run(cfg: DictConfig) -> Path:
         if logger is not None:
             import wandb
 
-            wandb.finish(exit_code=0 if record["status"] == "completed" else 1, quiet=True)
+            wandb.finish(exit_code=0 if record["status"] == "completed" else 1)
     return run_dir
 
 
@@ -135,7 +135,8 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
         "status": "running",
         "task": cfg.task.name,
         "dataset": cfg.task.dataset,
-        "attention": cfg.attention.name,
+        "attention": attention_label(cfg),
+        "heads": cfg.attention.heads,
         "model": cfg.model.name,
         "seed": cfg.seed,
         "metrics": {},

@@ -88,10 +88,13 @@ class AttentionMaps(pl.Callback):
             return
         from PIL import Image
 
+        # One key per probe and map, so W&B shows each as a panel whose slider steps through the epochs.
         for name, pngs in figures.items():
-            images = [Image.open(io.BytesIO(png)) for png in pngs]
-            captions = [p["text"][:200] for p in self.probes]
-            trainer.logger.log_image(key=f"{prefix}/{name}", images=images, caption=captions, step=trainer.global_step)
+            for probe, png in zip(self.probes, pngs):
+                trainer.logger.log_image(
+                    key=f"{prefix}/probe{probe['id']}/{name}", images=[Image.open(io.BytesIO(png))],
+                    caption=[probe["text"][:200]], step=trainer.global_step,
+                )
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self.probes or not trainer.is_global_zero:

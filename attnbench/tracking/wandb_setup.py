@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from attnbench.config import attention_label
 from attnbench.errors import ConfigError
 
 
@@ -34,9 +35,7 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         return None
     import wandb
 
-    task, model, attention = cfg.task.name, cfg.model.name, cfg.attention.name
-    if cfg.attention.name == "multihead":
-        attention = f"multihead-{cfg.attention.score}-h{cfg.attention.heads}"
+    task, model, attention = cfg.task.name, cfg.model.name, attention_label(cfg)
     return WandbLogger(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,

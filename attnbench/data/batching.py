@@ -1,0 +1,122 @@
+"""Length-bucketed batches under an example and token budget, and padding into tensors.
+
+Batching similar lengths together keeps padding (wasted compute) low; a token budget keeps long batches
+from running out of memory while short ones stay large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Lists of dataset indices: every index exactly once per epoch, none dropped.
+
+    A batch holds at most `batch_size` examples and, when `max_tokens` is set, at most `max_tokens` padded
+    tokens (longest length in the batch x batch size); an example longer than `max_tokens` goes alone.
+
+    Without shuffling, batches follow the length-sorted order (ties by index): deterministic evaluation.
+    With shuffling, each epoch splits the data into pools of about `pool_batches` batches, sorts each pool by
+    length, cuts it into batches and shuffles the batch order; the result depends only on (seed, epoch).
+    The pools interleave the length-sorted order (random among equal lengths) instead of being random
+    subsets: every pool then holds the same lengths in every epoch, so the number of batches is the same in
+    every epoch. That matters because Lightning reads `len()` once and stops an epoch after that many batches.
+    """
+
+    def __init__(self, lengths: Sequence[int], *, batch_size: int, max_tokens: int | None, shuffle: bool, seed: int,
+                 pool_batches: int = 50) -> None:
+        if batch_size <= 0 or pool_batches <= 0 or (max_tokens is not None and max_tokens <= 0):
+            raise ValueError("batch_size, pool_batches and max_tokens must be positive")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_batches = pool_batches
+        self.epoch = 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+        # Lightning calls `set_epoch` on `dataloader.batch_sampler.sampler`, not on the batch sampler itself
+        # (lightning_fabric.utilities.data._set_sampler_epoch); pointing `sampler` here makes that call reach us.
+        self.sampler = self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        """This epoch's batches, in the order they are yielded."""
+        if self._cache is None or self._cache[0] != self.epoch:
+            self._cache = (self.epoch, self._make_batches())
+        return self._cache[1]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+    def _make_batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:
+            return self._cut(np.argsort(self.lengths, kind="stable"))
+        rng = np.random.default_rng([self.seed, self.epoch])
+        # Length-sorted order with ties broken at random: shuffle first, then a stable sort by length.
+        shuffled = rng.permutation(n)
+        ordered = shuffled[np.argsort(self.lengths[shuffled], kind="stable")]
+        pools = max(1, -(-n // (self.pool_batches * self.batch_size)))
+        batches = [batch for p in range(pools) for batch in self._cut(ordered[p::pools])]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        """Greedy batches along `order` (sorted by length), closing one when the next example would break a cap."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        longest = 0
+        for index in order.tolist():
+            length = int(self.lengths[index])
+            grown = max(longest, length)
+            over_tokens = self.max_tokens is not None and grown * (len(batch) + 1) > self.max_tokens
+            if batch and (len(batch) == self.batch_size or over_tokens):
+                batches.append(batch)
+                batch, grown = [], length
+            batch.append(index)
+            longest = grown
+        if batch:
+            batches.append(batch)
+        return batches
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:
+    """Share of the padded (batch x longest) token slots that are padding."""
+    real = padded = 0
+    for batch in batches:
+        sizes = [int(lengths[i]) for i in batch]
+        real += sum(sizes)
+        padded += max(sizes, default=0) * len(sizes)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and the mask (B, T), True = real token."""
+    width = max((len(s) for s in sequences), default=0)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(sequences), width), dtype=torch.bool)  # (B, T)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = True
+    return ids, mask
+
+
+def collate_classification(examples: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Examples with input_ids, label, id -> {input_ids (B, T), mask (B, T), labels (B,), ids (B,)}."""
+    input_ids, mask = pad([e["input_ids"] for e in examples], pad_id)
+    return {
+        "input_ids": input_ids,
+        "mask": mask,
+        "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),  # (B,)
+        "ids": torch.tensor([e["id"] for e in examples], dtype=torch.long),  # (B,)
+    }

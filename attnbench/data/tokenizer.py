@@ -1,0 +1,102 @@
+"""Tokenizers trained on a task's train split with HF `tokenizers`, cached as JSON.
+
+Cache layout: `<cache_dir>/tokenizers/<hash>.json`, where the hash covers the training data's fingerprint
+(the caller's `key`) and the settings; a second build with the same inputs loads the file instead of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from attnbench.config import TokenizerConfig
+
+PAD, UNK, CLS, BOS, EOS = "[PAD]", "[UNK]", "[CLS]", "[BOS]", "[EOS]"
+# Trainers give special tokens the first ids in this order: [PAD] is 0, which embeddings use as padding_idx.
+SPECIAL_TOKENS = [PAD, UNK, CLS, BOS, EOS]
+# Bump when the pipeline below changes, so cached tokenizers built the old way are not reused.
+TOKENIZER_FORMAT = 1
+
+
+def build_tokenizer(texts: Iterable[str], settings: TokenizerConfig, cache_dir: str, key: str) -> Tokenizer:
+    """Load the cached tokenizer for (key, settings) or train one on `texts` (the train split) and cache it.
+
+    `texts` is only consumed when no cached tokenizer exists.
+    """
+    spec = _settings(settings)
+    digest = hashlib.sha256(
+        json.dumps({"format": TOKENIZER_FORMAT, "key": key, "settings": spec, "special": SPECIAL_TOKENS},
+                   sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = Path(cache_dir) / "tokenizers" / f"{digest}.json"
+    if path.is_file():
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception:  # an unreadable cache entry is rebuilt below, never trusted
+            pass
+    tokenizer, trainer = _untrained(spec)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    for index, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.token_to_id(token) == index, f"{token} should have id {index}"
+    _write_atomic(path, tokenizer.to_str())
+    return tokenizer
+
+
+def tokenizer_hash(tokenizer: Tokenizer) -> str:
+    """Short sha256 of the tokenizer's JSON: equal hashes mean identical tokenization."""
+    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
+
+
+def _untrained(spec: Mapping[str, Any]) -> tuple[Tokenizer, trainers.Trainer]:
+    common = {"vocab_size": spec["vocab_size"], "min_frequency": spec["min_frequency"],
+              "special_tokens": SPECIAL_TOKENS, "show_progress": False}
+    if spec["kind"] == "wordlevel":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        # Split on whitespace only: word-level data such as SST-2 is already PTB-tokenized ("does n't"), and
+        # the Whitespace pre-tokenizer would split those tokens again ("n", "'", "t").
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        trainer = trainers.WordLevelTrainer(**common)
+    elif spec["kind"] == "bpe":
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        # Metaspace rather than ByteLevel: tokens stay readable ("▁Über" instead of "Ã\u013eber") on attention-map
+        # axes, and the decoder restores the spaces for BLEU/ROUGE.
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(**common)
+    else:
+        raise ValueError(f"unknown tokenizer kind '{spec['kind']}': choose wordlevel or bpe")
+    if spec["lowercase"]:
+        tokenizer.normalizer = normalizers.Lowercase()
+    return tokenizer, trainer
+
+
+def _settings(settings: TokenizerConfig | DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(settings, DictConfig):
+        data = OmegaConf.to_container(settings, resolve=True)
+    elif dataclasses.is_dataclass(settings):
+        data = dataclasses.asdict(settings)
+    else:
+        data = dict(settings)
+    return {key: data[key] for key in ("kind", "vocab_size", "min_frequency", "lowercase")}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Same-folder temp file + os.replace: readers see the old file or the whole new one, never a part.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
