@@ -91,11 +91,14 @@ def build_task(cfg: DictConfig, data) -> pl.LightningModule:
     return ClassificationTask(model, num_labels=data.num_labels, optim=OmegaConf.to_container(cfg.optim))
 
 
+def uses_gpu(cfg: DictConfig) -> bool:
+    return torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+
+
 def resolve_precision(cfg: DictConfig) -> str:
     if cfg.trainer.precision != "auto":
         return cfg.trainer.precision
-    gpu = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
-    return "bf16-mixed" if gpu else "32-true"
+    return "bf16-mixed" if uses_gpu(cfg) else "32-true"
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Timer]:
@@ -114,7 +117,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
     if cfg.task.probes:
         callbacks.append(
             AttentionMaps(data.probe_examples(cfg.task.probes), data.probe_batch(cfg.task.probes), run_dir,
-                          log_images=cfg.wandb.log_attention)
+                          label_names=data.label_names, log_images=cfg.wandb.log_attention)
         )
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
@@ -148,7 +151,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             "tokenizer_hash": data.tokenizer_hash,
             "metric_signatures": classification_signatures(data.num_labels),
             "versions": versions(),
-            "device": device_name() if cfg.trainer.accelerator != "cpu" else "cpu",
+            "device": device_name(uses_gpu(cfg)),
             "precision": resolve_precision(cfg),
             "deterministic": cfg.trainer.deterministic,
             "started_at": started_at,
@@ -162,4 +165,5 @@ def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def _relative(path: str, root: Path) -> str | None:
-    return str(Path(path).relative_to(root)) if path else None
+    """`path` inside the run folder, relative to it (Lightning may report it absolute, the config relative)."""
+    return str(Path(path).resolve().relative_to(root.resolve())) if path else None

@@ -95,3 +95,21 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["run", f"output_dir={blocker / 'runs'}"]) == 2
     assert "not writable" in capsys.readouterr().err
+
+
+def test_entry_point_plugin_is_a_group_option(monkeypatch, capsys):
+    """A package that registers `attnbench.attention` entry points adds `attention=<name>` with no YAML file."""
+    import importlib.metadata
+
+    import attnbench.attention as attention
+    from attnbench.config import load_config
+
+    plugin = importlib.metadata.EntryPoint(name="gated_dot", value="tests.custom_attention:GatedDot",
+                                           group="attnbench.attention")
+    monkeypatch.setattr(attention, "entry_points", lambda group: [plugin] if group == plugin.group else [])
+    cfg = load_config(["attention=gated_dot", "model=transformer"])
+    assert cfg.attention.name == "gated_dot"
+    assert main(["list"]) == 0
+    assert "gated_dot" in capsys.readouterr().out
+    with pytest.raises(Exception, match="valid options are .*gated_dot"):
+        load_config(["attention=gated_dotx"])

@@ -111,14 +111,16 @@ def test_training_run_writes_complete_record(variant, backbone, data_dir, shared
     assert not list(run_dir.rglob(".*.tmp"))
 
 
-def test_custom_variant_trains_through_the_cli(data_dir, shared_cache, tmp_path):
-    code = main(tiny_run(data_dir, shared_cache, tmp_path, "attention=custom",
+def test_custom_variant_trains_through_the_cli(data_dir, shared_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # and a relative output_dir, as users write it
+    code = main(tiny_run(data_dir, shared_cache, Path("runs"), "attention=custom",
                          "attention.impl=tests.custom_attention:GatedDot", "attention.kwargs.init_temperature=0.5",
                          "model.embed_dim=48", "model.hidden_dim=32"))
     assert code == 0
-    record = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
-    assert record["status"] == "completed"
+    record = json.loads((only_run_dir(tmp_path / "runs") / "metrics.json").read_text())
+    assert record["status"] == "completed", record.get("error")
     assert record["attention"] == "tests.custom_attention:GatedDot"
+    assert (tmp_path / "runs" / record["run_id"] / record["best_checkpoint"]).is_file()
     assert record["metrics"]["train"]["loss_end"] < record["metrics"]["train"]["loss_start"]
 
 

@@ -6,6 +6,8 @@ Masks are bool, True = keep, shaped (B, 1|Tq, Tk): 1 broadcasts one key-padding 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -96,3 +98,20 @@ def sdpa(
         query, key, value, attn_mask=keep | empty, dropout_p=dropout_p, scale=scale
     )  # (B, Tq, Dv)
     return out.masked_fill(empty, 0.0)
+
+
+def dot_product_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, *,
+    causal: bool, scale: float | None, dropout: float, training: bool, need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """score = scale * q·k (scale None: 1/√Dk) by either path: the fused SDPA kernel when no weights are
+    wanted, else the explicit product that returns them. `mask` is normalised, not merged with `causal`.
+    Returns (output (B, Tq, Dv), weights (B, 1, Tq, Tk) or None).
+    """
+    if not need_weights:
+        return sdpa(query, key, value, mask, causal=causal, scale=scale, dropout=dropout, training=training), None
+    keep = keep_mask(mask, query.size(-2), key.size(-2), query.device, causal)  # (B|1, 1|Tq, Tk)
+    scale = 1.0 / math.sqrt(key.size(-1)) if scale is None else scale  # SDPA's default, the same number
+    scores = (query @ key.transpose(-2, -1)) * scale  # (B, Tq, Tk)
+    out, weights = attend(scores, value, keep, dropout, training)  # (B, Tq, Dv)
+    return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)

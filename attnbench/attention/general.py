@@ -29,12 +29,7 @@ class General(nn.Module):
         need_weights: bool = False, causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
-        q = self.W(query)  # (B, Tq, Dk)
-        if not need_weights:
-            out = AF.sdpa(q, key, value, mask, causal=causal, scale=1.0, dropout=self.dropout,
-                          training=self.training)  # (B, Tq, Dv)
-            return out, None
-        keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)
-        scores = q @ key.transpose(-2, -1)  # (B, Tq, Tk)
-        out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
-        return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)
+        return AF.dot_product_attention(  # W q: (B, Tq, Dk)
+            self.W(query), key, value, mask, causal=causal, scale=1.0, dropout=self.dropout, training=self.training,
+            need_weights=need_weights,
+        )  # (B, Tq, Dv), (B, 1, Tq, Tk) | None

@@ -5,7 +5,6 @@ Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads (
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -32,12 +31,7 @@ class ScaledDot(nn.Module):
         need_weights: bool = False, causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
-        if not need_weights:
-            # scale=None is SDPA's own 1/√Dk, the same number as below.
-            out = AF.sdpa(query, key, value, mask, causal=causal, scale=None, dropout=self.dropout,
-                          training=self.training)  # (B, Tq, Dv)
-            return out, None
-        keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)
-        scores = query @ key.transpose(-2, -1) / math.sqrt(key.size(-1))  # (B, Tq, Tk)
-        out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
-        return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)
+        return AF.dot_product_attention(  # scale None: 1/√Dk
+            query, key, value, mask, causal=causal, scale=None, dropout=self.dropout, training=self.training,
+            need_weights=need_weights,
+        )  # (B, Tq, Dv), (B, 1, Tq, Tk) | None

@@ -52,8 +52,9 @@ def _rows(name: str, weights: np.ndarray, tokens: list[str]) -> tuple[np.ndarray
 
 class AttentionMaps(pl.Callback):
     def __init__(self, probes: list[dict[str, Any]], batch: dict[str, torch.Tensor], run_dir: Path,
-                 log_images: bool = True) -> None:
+                 label_names: list[str], log_images: bool = True) -> None:
         self.probes = probes
+        self.label_names = label_names
         self.batch = batch
         self.out_dir = run_dir / "attention"
         self.log_images = log_images
@@ -79,7 +80,9 @@ class AttentionMaps(pl.Callback):
                 n = len(probe["tokens"])
                 matrix, labels = _rows(name, weights[i][..., :n, :n] if name != "pooling" else weights[i][..., :n],
                                        probe["tokens"])
-                title = f"{name} | probe {probe['id']} | gold {probe['label']} pred {int(arrays['predictions'][i])}"
+                averaged = f" (mean of {weights.shape[1]} heads)" if name != "pooling" and weights.shape[1] > 1 else ""
+                gold, pred = self.label_names[probe["label"]], self.label_names[int(arrays["predictions"][i])]
+                title = f"{name}{averaged} | probe {probe['id']} | gold {gold}, predicted {pred}"
                 figures.setdefault(name, []).append(heatmap_png(matrix, probe["tokens"], labels, title))
         return figures
 

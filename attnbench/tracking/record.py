@@ -100,8 +100,8 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def device_name() -> str:
-    if torch.cuda.is_available():
+def device_name(gpu: bool) -> str:
+    if gpu:
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     return f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
