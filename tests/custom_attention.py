@@ -1,7 +1,8 @@
 """A researcher's own attention variant, written outside attnbench (no import of its internals).
 
 Used by the tests to prove that `attention=custom attention.impl=tests.custom_attention:GatedDot` trains
-through the CLI and that `attnbench.testing.check_attention` accepts a correct custom class.
+through the CLI and that `attnbench.testing.check_attention` accepts a correct custom class;
+`FailsInTraining` crashes on purpose, to test that a failed run is recorded as failed.
 """
 
 from __future__ import annotations
@@ -36,15 +37,6 @@ class GatedDot(nn.Module):
         weights = torch.where(keep.any(-1, keepdim=True), weights, torch.zeros_like(weights))  # empty row -> 0
         out = self.dropout(weights) @ value  # (B, Tq, Dv)
         return out, weights.unsqueeze(1) if need_weights else None
-
-
-class IgnoresMask(GatedDot):
-    """A broken variant: attends to padding. check_attention must reject it."""
-
-    description = "broken on purpose"
-
-    def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
-        return super().forward(query, key, value, None, need_weights, causal)
 
 
 class FailsInTraining(GatedDot):

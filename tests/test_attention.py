@@ -350,3 +350,11 @@ def test_available_attention_describes_builtins() -> None:
     listed = available_attention()
     assert list(listed)[:5] == list(ATTENTION)
     assert all(text and "\n" not in text for text in listed.values())
+
+
+def test_check_attention_accepts_the_documented_custom_example():
+    """The README's custom variant (tests/custom_attention.py) passes the same contract as the built-ins."""
+    from tests.custom_attention import GatedDot
+
+    check_attention(GatedDot)
+    check_attention(GatedDot, init_temperature=0.5)

@@ -71,12 +71,16 @@ CASES = {
     "missing data folder": (["data_dir={tmp}/nowhere", "task.source=local"], "nowhere"),
     "malformed data": (["data_dir={broken}"], "line 3"),
     "online without key": (["wandb.mode=online"], "W&B API key"),
+    "online, server unreachable": (["wandb.mode=online"], "W&B server cannot be reached"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(case, broken_data, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    if case == "online, server unreachable":
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     overrides, message = CASES[case]

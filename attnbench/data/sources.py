@@ -20,16 +20,13 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import tempfile
-import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import datasets
 from datasets import Dataset, Features, Value
@@ -37,6 +34,7 @@ from datasets.utils import are_progress_bars_disabled, disable_progress_bars, en
 
 from attnbench.config import TaskConfig
 from attnbench.errors import DataError
+from attnbench.netcheck import unreachable_reason
 
 Source = Literal["local", "hub"]
 SPLITS = ("train", "validation", "test")
@@ -241,26 +239,9 @@ def check_hub_reachable(timeout: float = HUB_TIMEOUT_S) -> None:
     for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on"):
             _unreachable(f"{variable} is set")
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    outcome: list[BaseException | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as err:
-            outcome.append(err)
-
-    # A thread bounds the DNS lookup too, which socket timeouts do not cover.
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout + 0.5)
-    if not outcome:
-        _unreachable(f"no answer from {host}:{port} within {timeout:.0f} s")
-    if outcome[0] is not None:
-        _unreachable(f"{host}:{port}: {outcome[0]}")
+    reason = unreachable_reason(os.environ.get("HF_ENDPOINT") or "https://huggingface.co", timeout)
+    if reason:
+        _unreachable(reason)
 
 
 def _unreachable(reason: str) -> None:

@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from attnbench.config import attention_label
 from attnbench.errors import ConfigError
+from attnbench.netcheck import unreachable_reason
 
 
 def _has_api_key() -> bool:
@@ -23,10 +24,19 @@ def _has_api_key() -> bool:
 
 
 def check_wandb(cfg: DictConfig) -> None:
-    if cfg.wandb.mode == "online" and not _has_api_key():
+    """Refuse an online run that could not log, before any work: no key, or no route to the server."""
+    if cfg.wandb.mode != "online":
+        return
+    if not _has_api_key():
         raise ConfigError(
             "wandb.mode=online but no W&B API key is configured: run `wandb login` or set WANDB_API_KEY, "
             "or use wandb.mode=offline (sync later with `wandb sync`)"
+        )
+    reason = unreachable_reason(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    if reason:
+        raise ConfigError(
+            f"wandb.mode=online but the W&B server cannot be reached ({reason}): use wandb.mode=offline "
+            "and upload later with `wandb sync <run folder>/wandb/offline-run-*`"
         )
 
 
