@@ -146,3 +146,15 @@ def test_crash_during_training_records_failure(data_dir, shared_cache, tmp_path,
     assert record["provenance"]["finished_at"]
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["attention"]["name"] == "custom"
     assert not (run_dir / "predictions.jsonl").exists()
+
+
+def test_atomic_records_are_readable_like_ordinary_files(tmp_path):
+    import os
+
+    from attnbench.tracking.record import write_json
+
+    write_json(tmp_path / "metrics.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
