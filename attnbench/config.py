@@ -49,6 +49,7 @@ class TokenizerConfig:
     vocab_size: int = 20000
     min_frequency: int = 1
     lowercase: bool = True
+    shared: bool = True  # seq2seq: one vocabulary for source and target (false: one tokenizer per side)
 
 
 @dataclass
@@ -61,6 +62,19 @@ class SplitLimits:
 
 
 @dataclass
+class DecodingConfig:
+    """Seq2seq inference: beam search for evaluation, greedy decoding for the cheap per-epoch metric."""
+
+    beam_size: int = 5
+    length_penalty: float = 1.0  # score / length**length_penalty (0: raw log-probability)
+    max_len_a: float = 1.5  # generate at most max_len_a * source_length + max_len_b tokens
+    max_len_b: int = 10
+    min_length: int = 0  # EOS is forbidden before this many tokens
+    no_repeat_ngram_size: int = 0  # 0: off; n: no n-gram may occur twice in a hypothesis
+    val_examples: int = 256  # greedy decoding of the first N validation examples each epoch (0 = off)
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     family: str = "classification"  # classification | seq2seq
@@ -69,12 +83,15 @@ class TaskConfig:
     hub: HubSourceConfig = field(default_factory=HubSourceConfig)
     local: LocalSourceConfig = field(default_factory=LocalSourceConfig)
     labels: List[str] = field(default_factory=list)
-    max_length: int = 128
+    max_length: int = 128  # tokens per input (seq2seq: per source)
+    max_target_length: Optional[int] = None  # seq2seq: tokens per target incl. BOS/EOS; null = max_length
+    label_smoothing: float = 0.0
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     limits: SplitLimits = field(default_factory=SplitLimits)
     monitor: str = "accuracy"  # validation metric for checkpointing and early stopping
     monitor_mode: str = "max"
     probes: int = 4  # validation examples whose attention maps are logged every epoch
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
 
 
 @dataclass
@@ -98,6 +115,8 @@ class ModelConfig:
     dropout: float = 0.3
     ff_dim: int = 512  # transformer feed-forward size
     max_positions: int = 512  # transformer learned positions
+    decoder_style: str = "bahdanau"  # seq2seq rnn: bahdanau (attend before the cell) | luong (after)
+    tie_embeddings: bool = False  # seq2seq: decoder input and output embeddings share weights
 
 
 @dataclass
@@ -338,6 +357,7 @@ _CHOICES = {
     "task.tokenizer.kind": ("wordlevel", "bpe"),
     "model.name": ("rnn", "transformer"),
     "model.cell": ("lstm", "gru"),
+    "model.decoder_style": ("bahdanau", "luong"),
     "trainer.precision": ("auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
     "optim.scheduler": ("constant", "linear", "cosine"),
@@ -348,8 +368,18 @@ _POSITIVE = (
     "task.max_length", "task.tokenizer.vocab_size", "task.tokenizer.min_frequency", "attention.heads",
     "model.embed_dim", "model.hidden_dim", "model.num_layers", "model.ff_dim", "model.max_positions",
     "trainer.max_epochs", "trainer.devices", "trainer.batch_size", "trainer.log_every_n_steps", "optim.lr",
+    "task.decoding.beam_size",
 )
-_PROBABILITIES = ("attention.dropout", "model.dropout", "optim.warmup_ratio")
+_PROBABILITIES = ("attention.dropout", "model.dropout", "optim.warmup_ratio", "task.label_smoothing")
+_NON_NEGATIVE = (
+    "task.decoding.length_penalty", "task.decoding.max_len_a", "task.decoding.max_len_b",
+    "task.decoding.min_length", "task.decoding.no_repeat_ngram_size", "task.decoding.val_examples",
+)
+# Metrics whose direction is known: a monitor_mode against it would keep the worst checkpoint.
+_HIGHER_IS_BETTER = ("accuracy", "f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum")
+_LOWER_IS_BETTER = ("loss", "ppl")
+# Seq2seq metrics computed on decoded text: per epoch they exist only on the greedy validation slice.
+_DECODED_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -367,11 +397,16 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}={value} must be in [0, 1): pass e.g. {key}=0.1")
+    for key in _NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None or value < 0:
+            raise ConfigError(f"{key}={value} must be >= 0: pass e.g. {key}=0")
     if cfg.trainer.max_tokens is not None and cfg.trainer.max_tokens < cfg.task.max_length:
         raise ConfigError(
             f"trainer.max_tokens={cfg.trainer.max_tokens} is below task.max_length={cfg.task.max_length}: "
             "a single example would not fit; raise trainer.max_tokens or lower task.max_length"
         )
+    _validate_seq2seq(cfg)
     if cfg.trainer.num_workers < 0 or cfg.trainer.early_stopping_patience < 0:
         raise ConfigError("trainer.num_workers and trainer.early_stopping_patience must be >= 0")
     if cfg.task.probes < 0:
@@ -385,6 +420,42 @@ def validate(cfg: DictConfig) -> None:
     _validate_attention(cfg)
     if cfg.run_id is not None and (not cfg.run_id or "/" in cfg.run_id or cfg.run_id.startswith(".")):
         raise ConfigError(f"run_id={cfg.run_id!r} must be a plain folder name (no '/', not starting with '.')")
+
+
+def _validate_seq2seq(cfg: DictConfig) -> None:
+    task = cfg.task
+    target = task.max_target_length
+    if target is not None and target < 2:
+        raise ConfigError(f"task.max_target_length={target} must be >= 2 (room for BOS/EOS) or null (= task.max_length)")
+    longest = target_length(cfg)
+    if cfg.trainer.max_tokens is not None and cfg.trainer.max_tokens < longest:
+        raise ConfigError(
+            f"trainer.max_tokens={cfg.trainer.max_tokens} is below task.max_target_length={longest}: "
+            "a single example would not fit; raise trainer.max_tokens or lower task.max_target_length"
+        )
+    if task.decoding.max_len_a == 0 and task.decoding.max_len_b == 0:
+        raise ConfigError("task.decoding.max_len_a and task.decoding.max_len_b are both 0: nothing could be generated; "
+                          "pass e.g. task.decoding.max_len_b=100")
+    if task.decoding.max_len_a == 0 and task.decoding.min_length >= task.decoding.max_len_b:
+        raise ConfigError(
+            f"task.decoding.min_length={task.decoding.min_length} is not below task.decoding.max_len_b="
+            f"{task.decoding.max_len_b}: no hypothesis could end; lower min_length or raise max_len_b"
+        )
+    if task.monitor in _HIGHER_IS_BETTER and task.monitor_mode != "max":
+        raise ConfigError(f"task.monitor={task.monitor} is better when higher: pass task.monitor_mode=max")
+    if task.monitor in _LOWER_IS_BETTER and task.monitor_mode != "min":
+        raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
+    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS and task.decoding.val_examples == 0:
+        raise ConfigError(
+            f"task.monitor={task.monitor} needs decoded validation examples, but task.decoding.val_examples=0: "
+            "pass task.decoding.val_examples=256 or task.monitor=loss task.monitor_mode=min"
+        )
+
+
+def target_length(cfg: DictConfig) -> int:
+    """Seq2seq target limit in tokens, BOS/EOS included: task.max_target_length, else task.max_length."""
+    target = cfg.task.max_target_length
+    return cfg.task.max_length if target is None else target
 
 
 def _validate_attention(cfg: DictConfig) -> None:

@@ -19,7 +19,6 @@ from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.data import build_datamodule
 from attnbench.models import build_classifier
 from attnbench.tasks import ClassificationTask
-from attnbench.tasks.metrics import classification_signatures
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
@@ -54,6 +53,7 @@ def run(cfg: DictConfig) -> Path:
         eval_seconds = time.perf_counter() - eval_start
         val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         write_jsonl(run_dir / "predictions.jsonl", task.predictions())
+        record["provenance"]["metric_signatures"] = task.metric_signatures()  # seq2seq knows them once scored
         fit_seconds = train_seconds - timer.time_elapsed("validate")
         record.update(
             status="completed",
@@ -88,7 +88,7 @@ def build_task(cfg: DictConfig, data) -> pl.LightningModule:
         OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.attention),
         vocab_size=data.vocab_size, num_labels=data.num_labels, pad_id=data.pad_id,
     )
-    return ClassificationTask(model, num_labels=data.num_labels, optim=OmegaConf.to_container(cfg.optim))
+    return ClassificationTask(model, label_names=data.label_names, optim=OmegaConf.to_container(cfg.optim))
 
 
 def uses_gpu(cfg: DictConfig) -> bool:
@@ -117,7 +117,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
     if cfg.task.probes:
         callbacks.append(
             AttentionMaps(data.probe_examples(cfg.task.probes), data.probe_batch(cfg.task.probes), run_dir,
-                          label_names=data.label_names, log_images=cfg.wandb.log_attention)
+                          log_images=cfg.wandb.log_attention)
         )
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
@@ -149,7 +149,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             "config_hash": config_hash(cfg),
             "dataset_fingerprint": data.fingerprint,
             "tokenizer_hash": data.tokenizer_hash,
-            "metric_signatures": classification_signatures(data.num_labels),
+            "metric_signatures": task.metric_signatures(),
             "versions": versions(),
             "device": device_name(uses_gpu(cfg)),
             "precision": resolve_precision(cfg),

@@ -81,16 +81,20 @@ def test_training_run_writes_complete_record(variant, backbone, data_dir, shared
     assert all(r["prediction"] in (0, 1) and r["gold"] in (0, 1) for r in rows)
     assert np.mean([r["prediction"] == r["gold"] for r in rows]) == pytest.approx(record["metrics"]["test"]["accuracy"])
 
-    # Attention maps of the best checkpoint: PNGs and raw weights.
+    # Attention maps of the best checkpoint: PNGs and raw weights with their token labels.
     maps = np.load(run_dir / "attention" / "attention.npz")
-    pooling = maps["pooling"]  # (P, H, 1, T)
-    assert pooling.shape[:3] == (2, 4 if variant == "multihead" else 1, 1)
-    for i, length in enumerate(maps["lengths"]):
-        np.testing.assert_allclose(pooling[i, ..., :length].sum(-1), 1.0, atol=1e-5)
-        assert np.all(pooling[i, ..., length:] == 0)
-        assert all(maps["tokens"][i][:length])
     expected = {"pooling"} | ({"self_attention.layer0"} if backbone == "transformer" else set())
-    assert expected <= set(maps.files)
+    assert len(maps["ids"]) == 2
+    for probe in maps["ids"]:
+        pooling = maps[f"probe{probe}.pooling"]  # (H, 1, T) over the real tokens
+        tokens = maps[f"probe{probe}.pooling.keys"]
+        assert pooling.shape == (4 if variant == "multihead" else 1, 1, len(tokens)) and all(tokens)
+        np.testing.assert_allclose(pooling.sum(-1), 1.0, atol=1e-5)
+        if backbone == "transformer":
+            layer = maps[f"probe{probe}.self_attention.layer0"]  # (H, T, T)
+            assert layer.shape[1:] == (len(tokens), len(tokens))
+            np.testing.assert_allclose(layer.sum(-1), 1.0, atol=1e-5)
+        assert all(f"probe{probe}.{name}" in maps.files for name in expected)
     pngs = sorted((run_dir / "attention").glob("*.png"))
     assert len(pngs) == 2 * len(expected)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

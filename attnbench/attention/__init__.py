@@ -2,7 +2,14 @@
 
 Every variant is an `nn.Module` built as `Cls(query_dim, key_dim, value_dim, *, dropout=0.0, **kwargs)`
 with an `out_dim` attribute and
-`forward(query, key, value, mask=None, need_weights=False, causal=False) -> (output, weights | None)`.
+`forward(query, key, value, mask=None, need_weights=False, causal=False, prepared=False) -> (output, weights | None)`.
+
+Incremental decoding: every built-in also has `prepare(key, value) -> (key', value')`, the query-independent
+work on keys and values (additive: W_k k; multihead: the K/V projections), so that
+`forward(q, *prepare(k, v), mask, need_weights, causal, prepared=True) == forward(q, k, v, mask, need_weights, causal)`.
+Prepared tensors keep batch at dim 0 and time at dim 1 and are computed position by position, so a decoder
+caches them once per source sequence (cross-attention) or grows them with `torch.cat(dim=1)` (self-attention)
+and reorders beams with `index_select(0, ...)`. Custom variants may lack `prepare`: check `supports_prepare`.
 
 Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh head width.
 query (B, Tq, Dq), key (B, Tk, Dk), value (B, Tk, Dv), mask bool (B, 1|Tq, Tk) True = keep,
@@ -129,6 +136,11 @@ def build_attention(
     return module
 
 
+def supports_prepare(module: nn.Module) -> bool:
+    """Whether `module` can cache prepared keys/values; if not, a decoder passes raw keys at every step."""
+    return callable(getattr(module, "prepare", None))
+
+
 def _describe(cls: type) -> str:
     text = getattr(cls, "description", None) or (inspect.getdoc(cls) or "").strip()
     return text.splitlines()[0] if text else ""
@@ -147,5 +159,5 @@ def available_attention() -> dict[str, str]:
 
 __all__ = [
     "ATTENTION", "ENTRY_POINT_GROUP", "Additive", "Dot", "General", "MultiHead", "ScaledDot", "available_attention",
-    "build_attention", "resolve_attention",
+    "build_attention", "resolve_attention", "supports_prepare",
 ]

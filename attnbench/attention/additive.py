@@ -40,13 +40,19 @@ class Additive(nn.Module):
         """(B, Tq, A) projected queries x (B, Tk, A) projected keys -> (B, Tq, Tk) scores."""
         return self.v(torch.tanh(q[:, :, None, :] + k[:, None, :, :])).squeeze(-1)  # (B, Tq, Tk)
 
+    def prepare(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """W_k k, the query-independent half of every score: a decoder computes it once per source sequence
+        (or once per new key, growing the cache along dim 1) instead of at every step."""
+        return self.W_k(key), value  # (B, Tk, A), (B, Tk, Dv)
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
-        need_weights: bool = False, causal: bool = False,
+        need_weights: bool = False, causal: bool = False, prepared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
         keep = AF.keep_mask(mask, query.size(1), key.size(1), query.device, causal)  # (B|1, 1|Tq, Tk)
-        q, k = self.W_q(query), self.W_k(key)  # (B, Tq, A), (B, Tk, A)
+        k, value = (key, value) if prepared else self.prepare(key, value)  # (B, Tk, A), (B, Tk, Dv)
+        q = self.W_q(query)  # (B, Tq, A)
         if not need_weights:
             return self._chunked(q, k, value, keep), None  # (B, Tq, Dv)
         scores = self._scores(q, k)  # (B, Tq, Tk)

@@ -1,4 +1,4 @@
-"""Helpers every variant shares: mask normalisation, causal merge, masked softmax, guarded SDPA.
+"""Helpers every variant shares: mask normalisation, causal merge, masked softmax, guarded SDPA, head layout.
 
 Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh head width.
 Masks are bool, True = keep, shaped (B, 1|Tq, Tk): 1 broadcasts one key-padding row over every query.
@@ -115,3 +115,15 @@ def dot_product_attention(
     scores = (query @ key.transpose(-2, -1)) * scale  # (B, Tq, Tk)
     out, weights = attend(scores, value, keep, dropout, training)  # (B, Tq, Dv)
     return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)
+
+
+def fold_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, X) -> (B*H, T, X): heads folded into the batch, so a single-head score runs on all of them."""
+    B, T, H, X = x.shape
+    return x.transpose(1, 2).reshape(B * H, T, X)  # (B*H, T, X)
+
+
+def unfold_heads(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*H, T, X) -> (B, T, H, X), the inverse of `fold_heads`: time back at dim 1 (a view, no copy)."""
+    _, T, X = x.shape
+    return x.view(batch, -1, T, X).transpose(1, 2)  # (B, T, H, X)

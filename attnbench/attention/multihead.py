@@ -1,7 +1,8 @@
 """Multi-head attention (Vaswani et al., 2017) around any score function from the registry.
 
 Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh = Dq // H head width,
-Do the score module's out_dim (Dh for every built-in).
+Do the score module's out_dim (Dh for every built-in), X/Xv the widths of the score's prepared keys/values
+(Dh for every built-in but additive, whose prepared keys are its hidden width A).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class MultiHead(nn.Module):
     ) -> None:
         super().__init__()
         # Imported here: the registry module imports this one, so a top-level import would be circular.
-        from attnbench.attention import build_attention
+        from attnbench.attention import build_attention, supports_prepare
 
         d_model = query_dim
         if heads < 1 or d_model % heads:
@@ -38,25 +39,47 @@ class MultiHead(nn.Module):
             score, query_dim=self.head_dim, key_dim=self.head_dim, value_dim=self.head_dim, dropout=dropout,
             **(score_kwargs or {}),
         )
+        # A custom score without `prepare` gets raw per-head keys; MultiHead then caches only its own projections.
+        self.score_prepares = supports_prepare(self.score)
         # heads * score.out_dim is d_model for every built-in; a custom score may return another width.
         self.out_proj = nn.Linear(heads * self.score.out_dim, query_dim, bias=bias)
         self.dropout = AF.check_dropout(dropout)
         self.out_dim = query_dim
 
+    def prepare(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K/V projections, per head and through the score's own `prepare`, laid out (B, Tk, H, X) so that
+        batch stays at dim 0 and time at dim 1: a decoder grows the cache with torch.cat(dim=1) and reorders
+        beams with index_select(0) without knowing about heads."""
+        B, Tk, H = key.size(0), key.size(1), self.heads
+        k = AF.fold_heads(self.k_proj(key).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
+        v = AF.fold_heads(self.v_proj(value).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
+        if self.score_prepares:
+            k, v = self.score.prepare(k, v)  # (B*H, Tk, X), (B*H, Tk, Xv)
+        return AF.unfold_heads(k, B), AF.unfold_heads(v, B)  # (B, Tk, H, X), (B, Tk, H, Xv)
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
-        need_weights: bool = False, causal: bool = False,
+        need_weights: bool = False, causal: bool = False, prepared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not prepared:
+            key, value = self.prepare(key, value)  # (B, Tk, H, X), (B, Tk, H, Xv)
+        elif key.dim() != 4 or value.dim() != 4:
+            raise ValueError(
+                f"prepared keys/values must come from MultiHead.prepare, shaped (B, Tk, H, X), got key "
+                f"{tuple(key.shape)} and value {tuple(value.shape)}: pass raw ones with prepared=False"
+            )
         mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
-        (B, Tq, _), Tk, H, Dh = query.shape, key.size(1), self.heads, self.head_dim
-        q = self.q_proj(query).view(B, Tq, H, Dh).transpose(1, 2).reshape(B * H, Tq, Dh)  # (B*H, Tq, Dh)
-        k = self.k_proj(key).view(B, Tk, H, Dh).transpose(1, 2).reshape(B * H, Tk, Dh)  # (B*H, Tk, Dh)
-        v = self.v_proj(value).view(B, Tk, H, Dh).transpose(1, 2).reshape(B * H, Tk, Dh)  # (B*H, Tk, Dh)
+        (B, Tq, _), Tk, H = query.shape, key.size(1), self.heads
+        q = AF.fold_heads(self.q_proj(query).view(B, Tq, H, -1))  # (B*H, Tq, Dh)
+        k, v = AF.fold_heads(key), AF.fold_heads(value)  # (B*H, Tk, X), (B*H, Tk, Xv)
         head_mask = None
         if mask is not None:
             head_mask = mask[:, None].expand(B, H, -1, Tk).reshape(B * H, -1, Tk)  # (B*H, 1|Tq, Tk)
-        out, weights = self.score(q, k, v, head_mask, need_weights=need_weights, causal=causal)  # (B*H, Tq, Do)
-        out = out.view(B, H, Tq, -1).transpose(1, 2).reshape(B, Tq, -1)  # (B, Tq, H*Do)
+        inner = {"prepared": True} if self.score_prepares else {}  # k, v went through score.prepare above
+        out, weights = self.score(
+            q, k, v, head_mask, need_weights=need_weights, causal=causal, **inner
+        )  # (B*H, Tq, Do), (B*H, 1, Tq, Tk) | None
+        out = AF.unfold_heads(out, B).reshape(B, Tq, -1)  # (B, Tq, H*Do)
         out = self.out_proj(out)  # (B, Tq, Dq)
         if mask is not None:
             # A query that may see no key attended to nothing; without this the output bias would leak

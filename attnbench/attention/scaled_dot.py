@@ -26,10 +26,15 @@ class ScaledDot(nn.Module):
         self.dropout = AF.check_dropout(dropout)
         self.out_dim = value_dim
 
+    def prepare(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nothing to cache: keys and values are used as given."""
+        return key, value  # (B, Tk, Dk), (B, Tk, Dv)
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
-        need_weights: bool = False, causal: bool = False,
+        need_weights: bool = False, causal: bool = False, prepared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # `prepared` changes nothing: prepare is the identity, so prepared and raw keys are the same tensors.
         mask = AF.normalize_mask(mask, query, key, causal=causal)  # (B, 1|Tq, Tk)
         return AF.dot_product_attention(  # scale None: 1/√Dk
             query, key, value, mask, causal=causal, scale=None, dropout=self.dropout, training=self.training,

@@ -10,16 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnbench.tasks.metrics import classification_metrics
+from attnbench.tasks.metrics import classification_metrics, classification_signatures
 from attnbench.tasks.optim import configure_optimizer
+from attnbench.tasks.probes import ProbeMaps
 
 
 class ClassificationTask(pl.LightningModule):
     """Cross-entropy training; accuracy and macro-F1 on validation and test; test predictions kept by id."""
 
-    def __init__(self, model: nn.Module, *, num_labels: int, optim: Mapping[str, Any], loss_window: int = 10) -> None:
+    def __init__(self, model: nn.Module, *, label_names: list[str], optim: Mapping[str, Any], loss_window: int = 10) -> None:
         super().__init__()
         self.model = model
+        self.label_names = list(label_names)
+        num_labels = len(self.label_names)
+        self.signatures = classification_signatures(num_labels)
         self.optim = dict(optim)
         self.val_metrics = classification_metrics(num_labels).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_labels).clone(prefix="test/")
@@ -78,6 +82,26 @@ class ClassificationTask(pl.LightningModule):
         ]
         return sorted(rows, key=lambda row: row["id"])
 
+    def probe_maps(self, batch: dict[str, torch.Tensor], examples: list[dict[str, Any]]) -> list[ProbeMaps]:
+        """Every attention map of the probe examples: pooling (H, 1, T), and self-attention (H, T, T) per layer."""
+        logits, maps = self(batch, need_weights=True)
+        predictions = logits.argmax(-1).tolist()
+        probes = []
+        for i, example in enumerate(examples):
+            tokens, n = example["tokens"], len(example["tokens"])
+            probe = ProbeMaps(
+                id=example["id"], caption=example["text"],
+                title=f"gold {self.label_names[example['label']]}, predicted {self.label_names[predictions[i]]}",
+            )
+            for name, weights in maps.items():
+                pooling = weights.size(-2) == 1
+                probe.maps[name] = weights[i, :, :, :n].float().cpu().numpy() if pooling else \
+                    weights[i, :, :n, :n].float().cpu().numpy()  # (H, 1|T, T) real tokens only
+                probe.queries[name] = ["query"] if pooling else tokens
+                probe.keys[name] = tokens
+            probes.append(probe)
+        return probes
+
     def train_loss_summary(self) -> dict[str, float]:
         if not self.first_losses:
             return {}
@@ -85,6 +109,10 @@ class ClassificationTask(pl.LightningModule):
             "loss_start": torch.stack(self.first_losses).mean().item(),
             "loss_end": torch.stack(self.last_losses).mean().item(),
         }
+
+    def metric_signatures(self) -> dict[str, str]:
+        """How each reported metric was computed (library, version, settings)."""
+        return self.signatures
 
     def configure_optimizers(self):
         return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
