@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from attnbench.attention import supports_prepare
+
 Output = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -49,11 +51,13 @@ class _Contract:
         return [t.requires_grad_(requires_grad) for t in tensors]
 
     def call(self, module: nn.Module, rule: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-             mask: torch.Tensor | None, need_weights: bool, causal: bool = False) -> Output:
+             mask: torch.Tensor | None, need_weights: bool, causal: bool = False, prepared: bool = False) -> Output:
+        # `prepared` is passed only when set, so variants without incremental decoding never see it.
+        extra = {"prepared": True} if prepared else {}
         try:
-            result = module(q, k, v, mask, need_weights=need_weights, causal=causal)
+            result = module(q, k, v, mask, need_weights=need_weights, causal=causal, **extra)
         except Exception as err:
-            self.fail(f"{rule}: forward raised", self.describe_call(q, k, mask, need_weights, causal)
+            self.fail(f"{rule}: forward raised", self.describe_call(q, k, mask, need_weights, causal, prepared)
                       + f"\n  {type(err).__name__}: {err}")
         if not (isinstance(result, tuple) and len(result) == 2):
             self.fail(f"{rule}: forward must return a tuple (output, weights or None)", f"got {type(result).__name__}")
@@ -64,10 +68,26 @@ class _Contract:
 
     @staticmethod
     def describe_call(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, need_weights: bool,
-                      causal: bool) -> str:
+                      causal: bool, prepared: bool = False) -> str:
         mask_text = "None" if mask is None else f"bool {tuple(mask.shape)}"
         return (f"call: query {tuple(q.shape)}, key {tuple(k.shape)}, mask {mask_text}, "
-                f"need_weights={need_weights}, causal={causal}")
+                f"need_weights={need_weights}, causal={causal}" + (", prepared=True" if prepared else ""))
+
+    def prepare(self, module: nn.Module, rule: str, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        try:
+            result = module.prepare(k, v)
+        except Exception as err:
+            self.fail(f"{rule}: prepare raised", f"key {tuple(k.shape)}, value {tuple(v.shape)}"
+                      + f"\n  {type(err).__name__}: {err}")
+        B, Tk = k.shape[:2]
+        if not (isinstance(result, tuple) and len(result) == 2
+                and all(isinstance(t, torch.Tensor) and tuple(t.shape[:2]) == (B, Tk) for t in result)):
+            got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in result] \
+                if isinstance(result, tuple) else type(result).__name__
+            self.fail(f"{rule}: prepare must return (key, value) tensors with batch at dim 0 and time at dim 1",
+                      f"expected shapes starting ({B}, {Tk}), got {got}",
+                      "decoders grow the cache with torch.cat(dim=1) and reorder beams with index_select(0)")
+        return result
 
     def close(self, actual: torch.Tensor, expected: torch.Tensor, rule: str, hint: str = "") -> None:
         try:
@@ -94,7 +114,11 @@ def check_attention(
     exactly zero weight; a fully masked row gives zero weights, zero output and finite gradients; appended
     masked keys change nothing; `causal=True` hides later keys; gradients reach the inputs and every
     parameter; the fast path (need_weights=False) equals the explicit one; dropout is off in eval mode and
-    on in training; Tq != Tk and batch 1 work.
+    on in training; Tq != Tk and batch 1 work. A variant with `prepare(key, value)` (incremental decoding)
+    also gets: `forward(q, *prepare(k, v), ..., prepared=True)` equals `forward(q, k, v, ...)` in both paths;
+    prepared tensors are (B, Tk, ...) and computed per position (concatenating prepared chunks along time
+    equals preparing the whole, index_select on the batch commutes); and one query at a time against a
+    growing prepared cache reproduces causal attention.
     """
     with _no_global_side_effects():
         c = _Contract(factory, (query_dim, key_dim, value_dim), seed, kwargs)
@@ -109,6 +133,10 @@ def check_attention(
         _check_gradients(c, module)
         _check_dropout(c, module)
         _check_batch_one(c, module)
+        if supports_prepare(module):
+            _check_prepared_equals_raw(c, module)
+            _check_prepare_is_positionwise(c, module)
+            _check_incremental_decoding(c, module)
 
 
 def _check_interface(c: _Contract, module: nn.Module) -> None:
@@ -356,3 +384,62 @@ def _check_batch_one(c: _Contract, module: nn.Module) -> None:
                         "sequences of a batch must not interact")
                 if weights is not None and weights_b is not None:
                     c.close(weights_b, weights[b:b + 1], f"{rule}: weights of sequence {b} differ from the batch's")
+
+
+def _check_prepared_equals_raw(c: _Contract, module: nn.Module) -> None:
+    B, Tq, Tk = 3, 5, 7
+    q, k, v = c.inputs(B, Tq, Tk)
+    q_sq, _, _ = c.inputs(B, Tk, Tk)
+    masks = _masks(B, Tq, Tk, c.gen)
+    cases = {label: (mask, False, q) for label, mask in (("no mask", None), *masks.items())}
+    cases["causal with a key-padding mask"] = (masks["key-padding mask (B, 1, Tk)"], True, q_sq)
+    with torch.no_grad():
+        prepared = c.prepare(module, "prepared == raw", k, v)
+        for label, (mask, causal, query) in cases.items():
+            for need_weights in (False, True):
+                rule = f"prepared == raw keys ({label}, need_weights={need_weights})"
+                out, weights = c.call(module, rule, query, k, v, mask, need_weights, causal)
+                out_p, weights_p = c.call(module, rule, query, *prepared, mask, need_weights, causal, prepared=True)
+                hint = "forward(prepared=True) must skip exactly the work prepare did, nothing more or less"
+                c.close(out_p, out, f"{rule}: outputs differ", hint)
+                if weights is not None and weights_p is not None:
+                    c.close(weights_p, weights, f"{rule}: weights differ", hint)
+
+
+def _check_prepare_is_positionwise(c: _Contract, module: nn.Module) -> None:
+    B, Tk, split = 3, 7, 3
+    _, k, v = c.inputs(B, 1, Tk)
+    order = torch.tensor([2, 0, 0, 1])  # beam search reorders, repeats and drops batch rows
+    with torch.no_grad():
+        whole = c.prepare(module, "prepare", k, v)
+        head = c.prepare(module, "prepare", k[:, :split], v[:, :split])
+        tail = c.prepare(module, "prepare", k[:, split:], v[:, split:])
+        picked = c.prepare(module, "prepare", k[order], v[order])
+    for i, name in enumerate(("keys", "values")):
+        c.close(torch.cat([head[i], tail[i]], dim=1), whole[i],
+                f"prepared {name}: concatenating prepared chunks along time differs from preparing the whole",
+                "prepare must work position by position (no normalisation or mixing over time), "
+                "so that a decoder can grow its cache one step at a time")
+        c.close(whole[i].index_select(0, order), picked[i],
+                f"prepared {name}: index_select on the batch differs from preparing the selected rows",
+                "keep batch at dim 0 of prepared tensors; sequences must not interact")
+
+
+def _check_incremental_decoding(c: _Contract, module: nn.Module) -> None:
+    B, T = 2, 6
+    q, k, v = c.inputs(B, T, T)
+    with torch.no_grad():
+        full, full_weights = c.call(module, "incremental decoding", q, k, v, None, need_weights=True, causal=True)
+        cache: tuple[torch.Tensor, ...] = ()
+        for t in range(T):
+            step = c.prepare(module, "incremental decoding", k[:, t:t + 1], v[:, t:t + 1])
+            cache = step if not cache else tuple(torch.cat(pair, dim=1) for pair in zip(cache, step))
+            for need_weights in (False, True):
+                rule = (f"incremental decoding (query {t} alone against the {t + 1} cached keys, "
+                        f"need_weights={need_weights})")
+                out, weights = c.call(module, rule, q[:, t:t + 1], *cache, None, need_weights, prepared=True)
+                hint = "a query's output may depend only on the keys it sees, not on its index or on later keys"
+                c.close(out, full[:, t:t + 1], f"{rule}: output differs from row {t} of causal attention", hint)
+                if weights is not None:
+                    c.close(weights, full_weights[:, :, t:t + 1, :t + 1],
+                            f"{rule}: weights differ from row {t} of causal attention", hint)

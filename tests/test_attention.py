@@ -1,4 +1,5 @@
-"""The attention variants: the contract on every variant, reference parity, the registry and its errors."""
+"""The attention variants: the contract on every variant, reference parity, incremental decoding (prepare),
+the registry and its errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torch import nn
 import attnbench.attention as attention
 from attnbench.attention import (
     ATTENTION, Additive, Dot, MultiHead, ScaledDot, available_attention, build_attention, resolve_attention,
+    supports_prepare,
 )
 from attnbench.testing import check_attention
 
@@ -31,8 +33,11 @@ class TinyAttention(nn.Module):
         self.dropout = dropout
         self.out_dim = value_dim
 
+    def scores(self, query, key):
+        return query @ key.transpose(-2, -1) / self.temperature  # (B, Tq, Tk)
+
     def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
-        scores = query @ key.transpose(-2, -1) / self.temperature  # (B, Tq, Tk)
+        scores = self.scores(query, key)  # (B, Tq, Tk)
         keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
         if causal:
             keep = keep & torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
@@ -136,6 +141,41 @@ class Detached(TinyAttention):
         return weights @ value, weights.unsqueeze(1) if need_weights else None
 
 
+class PreparedTwice(TinyAttention):
+    description: ClassVar[str] = "broken: prepare scales the keys, and forward(prepared=True) scales them again"
+
+    def prepare(self, key, value):
+        return key / self.temperature, value
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False, prepared=False):
+        return super().forward(query, key, value, mask, need_weights, causal)
+
+
+class MixesTime(TinyAttention):
+    description: ClassVar[str] = "broken: prepare sums keys over time, so a cache grown step by step goes stale"
+
+    def prepare(self, key, value):
+        return key.cumsum(1), value
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False, prepared=False):
+        key, value = (key, value) if prepared else self.prepare(key, value)
+        return super().forward(query, key, value, mask, need_weights, causal)
+
+
+class QueryIndexBias(TinyAttention):
+    description: ClassVar[str] = "broken for decoding: a |i - j| bias, but a lone query always thinks it is i = 0"
+
+    def prepare(self, key, value):
+        return key, value
+
+    def scores(self, query, key):
+        distance = torch.arange(query.size(1))[:, None] - torch.arange(key.size(1))  # (Tq, Tk): i - j
+        return super().scores(query, key) - 0.5 * distance.abs()
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False, prepared=False):
+        return super().forward(query, key, value, mask, need_weights, causal)
+
+
 class NoOutDim(TinyAttention):
     description: ClassVar[str] = "broken: no out_dim"
 
@@ -152,6 +192,9 @@ class NoOutDim(TinyAttention):
     (DropoutInEval, "dropout=0.5 in eval mode"),
     (Detached, "no gradient reached parameter 'temperature'"),
     (NoOutDim, "out_dim"),
+    (PreparedTwice, "prepared == raw keys.*outputs differ"),
+    (MixesTime, "concatenating prepared chunks along time"),
+    (QueryIndexBias, "incremental decoding.*row 1 of causal attention"),
 ])
 def test_check_attention_rejects_broken_variants(broken: type, message: str) -> None:
     with pytest.raises(AssertionError, match=message) as info:
@@ -254,6 +297,109 @@ def test_single_head_weights_and_out_dim() -> None:
         assert module.out_dim == 5 and out.shape == (B, TQ, 5) and weights.shape == (B, 1, TQ, TK)
     mh = build_attention("multihead", query_dim=12, key_dim=20, value_dim=8, heads=3)
     assert mh.out_dim == 12 and mh.head_dim == 4
+
+
+# --- incremental decoding: prepare(key, value) and forward(prepared=True) ---------------------------------
+
+PREPARE_CASES = {name: (name, {}) for name in ("additive", "dot", "general", "scaled_dot")} | {
+    f"multihead-{score}-heads{heads}": ("multihead", {"score": score, "heads": heads})
+    for score in ("additive", "dot", "general", "scaled_dot") for heads in (1, 2, 4)
+}
+
+
+def _built(name: str, kwargs: dict) -> nn.Module:
+    torch.manual_seed(0)
+    return build_attention(name, query_dim=D, key_dim=D, value_dim=D, **kwargs).eval()
+
+
+def _decode_one_query_at_a_time(module: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Self-attention as a decoder runs it: query t alone against a cache grown by one prepared key per step."""
+    cache, steps = None, []
+    for t in range(x.size(1)):
+        step = module.prepare(x[:, t:t + 1], x[:, t:t + 1])  # (B, 1, ...) each
+        cache = step if cache is None else tuple(torch.cat(pair, dim=1) for pair in zip(cache, step))
+        steps.append(module(x[:, t:t + 1], *cache, need_weights=True, prepared=True))  # (B, 1, Dq), (B, H, 1, t+1)
+    return steps
+
+
+@pytest.mark.parametrize("name, kwargs", PREPARE_CASES.values(), ids=PREPARE_CASES.keys())
+def test_prepared_equals_raw(name: str, kwargs: dict) -> None:
+    module = _built(name, kwargs)
+    q, k, v = _qkv(TK, TK)
+    per_query = torch.rand(B, TK, TK, generator=torch.Generator().manual_seed(3)) < 0.6  # (B, Tq, Tk)
+    prepared = module.prepare(k, v)
+    for mask, causal in ((None, False), (_padding(), False), (per_query, False), (_padding(), True)):
+        for need_weights in (False, True):
+            expected = module(q, k, v, mask, need_weights, causal)
+            torch.testing.assert_close(module(q, *prepared, mask, need_weights, causal, prepared=True), expected)
+
+
+@pytest.mark.parametrize("name, kwargs", PREPARE_CASES.values(), ids=PREPARE_CASES.keys())
+def test_prepare_is_positionwise(name: str, kwargs: dict) -> None:
+    module = _built(name, kwargs)
+    _, k, v = _qkv()
+    whole = module.prepare(k, v)
+    parts = [module.prepare(k[:, span], v[:, span]) for span in (slice(0, 3), slice(3, 4), slice(4, None))]
+    beams = torch.tensor([2, 0, 0])  # reorder and repeat, as beam search does
+    for i, prepared in enumerate(whole):  # keys, values
+        assert prepared.shape[:2] == (B, TK)
+        torch.testing.assert_close(torch.cat([part[i] for part in parts], dim=1), prepared)
+        torch.testing.assert_close(prepared.index_select(0, beams), module.prepare(k[beams], v[beams])[i])
+
+
+@pytest.mark.parametrize("name, kwargs", PREPARE_CASES.values(), ids=PREPARE_CASES.keys())
+def test_incremental_decoding_equals_causal(name: str, kwargs: dict) -> None:
+    module = _built(name, kwargs)
+    x, _, _ = _qkv(TK, TK)
+    full, full_weights = module(x, x, x, need_weights=True, causal=True)  # (B, T, Dq), (B, H, T, T)
+    for t, (out, weights) in enumerate(_decode_one_query_at_a_time(module, x)):
+        torch.testing.assert_close(out, full[:, t:t + 1])
+        torch.testing.assert_close(weights, full_weights[:, :, t:t + 1, :t + 1])
+
+
+@pytest.mark.parametrize("name, kwargs, projections", [
+    ("additive", {}, ["W_k"]),
+    ("multihead", {"score": "additive", "heads": 2}, ["k_proj", "v_proj", "score.W_k"]),
+    ("multihead", {"heads": 2}, ["k_proj", "v_proj"]),
+])
+def test_prepared_path_skips_key_projections(name: str, kwargs: dict, projections: list[str]) -> None:
+    module = _built(name, kwargs)
+    calls: list[str] = []
+    for path in projections:
+        module.get_submodule(path).register_forward_hook(lambda mod, args, out, path=path: calls.append(path))
+    q, k, v = _qkv()
+    prepared = module.prepare(k, v)
+    assert sorted(calls) == sorted(projections)  # prepare did the projections, once each
+    calls.clear()
+    for need_weights in (False, True):
+        module(q, *prepared, _padding(), need_weights, prepared=True)
+    assert calls == []
+    module(q, k, v)
+    assert sorted(calls) == sorted(projections)  # the raw path still projects (and the hooks do fire)
+
+
+def test_multihead_caches_its_projections_around_a_score_without_prepare() -> None:
+    module = _built("multihead", {"score": f"{HERE}:TinyAttention", "heads": 2})
+    assert supports_prepare(module) and not supports_prepare(module.score)
+    x, _, _ = _qkv(TK, TK)
+    key, value = module.prepare(x, x)
+    assert key.shape == value.shape == (B, TK, 2, D // 2)  # (B, Tk, H, Dh): only MultiHead's own projections
+    full, full_weights = module(x, x, x, need_weights=True, causal=True)
+    for t, (out, weights) in enumerate(_decode_one_query_at_a_time(module, x)):
+        torch.testing.assert_close(out, full[:, t:t + 1])
+        torch.testing.assert_close(weights, full_weights[:, :, t:t + 1, :t + 1])
+
+
+def test_supports_prepare() -> None:
+    assert all(supports_prepare(_built(name, kwargs)) for name, kwargs in PREPARE_CASES.values())
+    assert not supports_prepare(TinyAttention(D, D, D))
+
+
+def test_multihead_rejects_unprepared_keys_with_prepared_true() -> None:
+    module = _built("multihead", {"heads": 2})
+    q, k, v = _qkv()
+    with pytest.raises(ValueError, match=r"must come from MultiHead.prepare, shaped \(B, Tk, H, X\)"):
+        module(q, k, v, prepared=True)
 
 
 # --- registry and errors ------------------------------------------------------------------------------------
