@@ -8,9 +8,13 @@ from typing import Any
 from torch import nn
 
 from attnbench.attention import build_attention
+from attnbench.models.beam_search import beam_search, greedy_search
 from attnbench.models.classifier import AttentionPooling, Classifier
 from attnbench.models.rnn import RNNEncoder
+from attnbench.models.rnn_seq2seq import RNNSeq2Seq
+from attnbench.models.seq2seq import Memory, Seq2SeqModel
 from attnbench.models.transformer import TransformerEncoder
+from attnbench.models.transformer_seq2seq import TransformerSeq2Seq
 
 MODELS = {
     "rnn": "BiLSTM/BiGRU encoder + attention pooling with a learned query (Jain & Wallace, 2019)",
@@ -57,5 +61,37 @@ def build_classifier(
     return Classifier(encoder, pooling, num_labels, model["dropout"])
 
 
-__all__ = ["MODELS", "AttentionPooling", "Classifier", "RNNEncoder", "TransformerEncoder", "attention_factory",
-           "build_classifier"]
+def build_seq2seq(
+    model: Mapping[str, Any], attention: Mapping[str, Any], *, src_vocab: int, tgt_vocab: int, pad_id: int,
+    shared_vocab: bool,
+) -> RNNSeq2Seq | TransformerSeq2Seq:
+    """The encoder-decoder of `model.name` with the configured variant as its (cross-)attention.
+
+    rnn: the bare variant (multihead when configured) attends from the decoder over the encoder states, both
+    2 * hidden_dim wide. transformer: every self- and cross-attention is the variant in Q/K/V/O projections.
+    `shared_vocab`: source and target share one tokenizer, so with tie_embeddings one table serves both.
+    """
+    tie = bool(model.get("tie_embeddings", False))
+    if shared_vocab and src_vocab != tgt_vocab:
+        raise ValueError(f"shared_vocab needs src_vocab == tgt_vocab, got {src_vocab} and {tgt_vocab}")
+    if model["name"] == "rnn":
+        width = 2 * model["hidden_dim"]
+        return RNNSeq2Seq(
+            src_vocab=src_vocab, tgt_vocab=tgt_vocab, embed_dim=model["embed_dim"], hidden_dim=model["hidden_dim"],
+            attention=attention_factory(attention, width, projected=False)(), num_layers=model["num_layers"],
+            cell=model.get("cell", "lstm"), decoder_style=model.get("decoder_style", "bahdanau"),
+            dropout=model["dropout"], tie_embeddings=tie, shared_vocab=shared_vocab, pad_id=pad_id,
+        )
+    if model["name"] == "transformer":
+        return TransformerSeq2Seq(
+            src_vocab=src_vocab, tgt_vocab=tgt_vocab, d_model=model["embed_dim"], ff_dim=model["ff_dim"],
+            num_layers=model["num_layers"], attention=attention_factory(attention, model["embed_dim"], projected=True),
+            dropout=model["dropout"], max_positions=model["max_positions"], tie_embeddings=tie,
+            shared_vocab=shared_vocab, pad_id=pad_id,
+        )
+    raise ValueError(f"unknown model '{model['name']}': choose one of {', '.join(MODELS)}")
+
+
+__all__ = ["MODELS", "AttentionPooling", "Classifier", "Memory", "RNNEncoder", "RNNSeq2Seq", "Seq2SeqModel",
+           "TransformerEncoder", "TransformerSeq2Seq", "attention_factory", "beam_search", "build_classifier",
+           "build_seq2seq", "greedy_search"]
