@@ -66,7 +66,7 @@ class DecodingConfig:
     """Seq2seq inference: beam search for evaluation, greedy decoding for the cheap per-epoch metric."""
 
     beam_size: int = 5
-    length_penalty: float = 1.0  # score / length**length_penalty (0: raw log-probability)
+    length_penalty: float = 1.0  # GNMT: log P / ((5 + length) / 6) ** length_penalty (0: raw log-probability)
     max_len_a: float = 1.5  # generate at most max_len_a * source_length + max_len_b tokens
     max_len_b: int = 10
     min_length: int = 0  # EOS is forbidden before this many tokens
@@ -85,10 +85,13 @@ class TaskConfig:
     labels: List[str] = field(default_factory=list)
     max_length: int = 128  # tokens per input (seq2seq: per source)
     max_target_length: Optional[int] = None  # seq2seq: tokens per target incl. BOS/EOS; null = max_length
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # seq2seq cross-entropy smoothing, in [0, 1)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     limits: SplitLimits = field(default_factory=SplitLimits)
-    monitor: str = "accuracy"  # validation metric for checkpointing and early stopping
+    scorer: str = "bleu"  # seq2seq quality metrics: bleu (sacreBLEU BLEU + chrF) | rouge (rouge-score)
+    # Validation metric for checkpointing and early stopping: accuracy | f1 | loss (classification); bleu | chrf |
+    # rouge1 | rouge2 | rougeL | rougeLsum (seq2seq, on the greedy decoding.val_examples slice) | loss.
+    monitor: str = "accuracy"
     monitor_mode: str = "max"
     probes: int = 4  # validation examples whose attention maps are logged every epoch
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
@@ -353,6 +356,7 @@ def _fill_environment_defaults(cfg: DictConfig) -> None:
 _CHOICES = {
     "task.family": ("classification", "seq2seq"),
     "task.source": ("auto", "local", "hub"),
+    "task.scorer": ("bleu", "rouge"),
     "task.monitor_mode": ("min", "max"),
     "task.tokenizer.kind": ("wordlevel", "bpe"),
     "model.name": ("rnn", "transformer"),
@@ -426,7 +430,9 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
     task = cfg.task
     target = task.max_target_length
     if target is not None and target < 2:
-        raise ConfigError(f"task.max_target_length={target} must be >= 2 (room for BOS/EOS) or null (= task.max_length)")
+        raise ConfigError(
+            f"task.max_target_length={target} must be >= 2 (room for BOS/EOS) or null (= task.max_length)"
+        )
     longest = target_length(cfg)
     if cfg.trainer.max_tokens is not None and cfg.trainer.max_tokens < longest:
         raise ConfigError(
@@ -445,6 +451,12 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
         raise ConfigError(f"task.monitor={task.monitor} is better when higher: pass task.monitor_mode=max")
     if task.monitor in _LOWER_IS_BETTER and task.monitor_mode != "min":
         raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
+    scored = {"bleu": ("bleu", "chrf"), "rouge": ("rouge1", "rouge2", "rougeL", "rougeLsum")}[task.scorer]
+    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS and task.monitor not in scored:
+        raise ConfigError(
+            f"task.monitor={task.monitor} is not produced by task.scorer={task.scorer} (it gives {', '.join(scored)}): "
+            "change task.monitor or task.scorer"
+        )
     if task.family == "seq2seq" and task.monitor in _DECODED_METRICS and task.decoding.val_examples == 0:
         raise ConfigError(
             f"task.monitor={task.monitor} needs decoded validation examples, but task.decoding.val_examples=0: "

@@ -17,8 +17,8 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 
 from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.data import build_datamodule
-from attnbench.models import build_classifier
-from attnbench.tasks import ClassificationTask
+from attnbench.models import build_classifier, build_seq2seq
+from attnbench.tasks import ClassificationTask, Seq2SeqTask
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
@@ -82,13 +82,20 @@ def run(cfg: DictConfig) -> Path:
 
 
 def build_task(cfg: DictConfig, data) -> pl.LightningModule:
-    if cfg.task.family != "classification":
-        raise NotImplementedError(f"task family '{cfg.task.family}' is not implemented yet")
-    model = build_classifier(
-        OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.attention),
-        vocab_size=data.vocab_size, num_labels=data.num_labels, pad_id=data.pad_id,
+    model_cfg, attention_cfg = OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.attention)
+    optim = OmegaConf.to_container(cfg.optim)
+    if cfg.task.family == "classification":
+        model = build_classifier(model_cfg, attention_cfg, vocab_size=data.vocab_size, num_labels=data.num_labels,
+                                 pad_id=data.pad_id)
+        return ClassificationTask(model, label_names=data.label_names, optim=optim)
+    model = build_seq2seq(model_cfg, attention_cfg, src_vocab=data.src_vocab_size, tgt_vocab=data.tgt_vocab_size,
+                          pad_id=data.pad_id, shared_vocab=data.shared_vocab)
+    return Seq2SeqTask(
+        model, optim=optim, label_smoothing=cfg.task.label_smoothing, pad_id=data.pad_id, bos_id=data.bos_id,
+        eos_id=data.eos_id, decoding=OmegaConf.to_container(cfg.task.decoding), scorer=cfg.task.scorer,
+        decode=data.decode, token=data.tgt_tokenizer.id_to_token,
+        references={split: data.references(split) for split in ("validation", "test")},
     )
-    return ClassificationTask(model, label_names=data.label_names, optim=OmegaConf.to_container(cfg.optim))
 
 
 def uses_gpu(cfg: DictConfig) -> bool:

@@ -56,6 +56,88 @@ def test_config_hash_ignores_paths_not_settings():
     assert config_hash(a) != config_hash(load_config(["seed=2"]))
 
 
+def test_seq2seq_keys_default_so_sentiment_is_unchanged():
+    task = load_config([]).task
+    assert task.max_target_length is None and task.label_smoothing == 0.0 and task.tokenizer.shared is True
+    assert dict(task.decoding) == {"beam_size": 5, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 10,
+                                   "min_length": 0, "no_repeat_ngram_size": 0, "val_examples": 256}
+    model = load_config([]).model
+    assert model.decoder_style == "bahdanau" and model.tie_embeddings is False
+
+
+def test_translation_and_summarization_configs():
+    cfg = load_config(["task=translation"])
+    task = cfg.task
+    assert (task.name, task.family, task.dataset, task.monitor, task.monitor_mode) == (
+        "translation", "seq2seq", "multi30k_en_de", "bleu", "max")
+    assert dict(task.local.columns) == {"src": "src", "tgt": "tgt"}
+    assert dict(task.hub.columns) == {"src": "en", "tgt": "de"}
+    assert task.local.splits.test == "test" and task.hub.path == "bentrevett/multi30k"
+    assert (task.max_length, task.max_target_length, task.label_smoothing) == (100, 100, 0.1)
+    assert (task.tokenizer.kind, task.tokenizer.vocab_size, task.tokenizer.shared, task.tokenizer.lowercase) == (
+        "bpe", 8000, True, False)
+    assert (task.decoding.beam_size, task.decoding.max_len_a, task.decoding.max_len_b) == (5, 1.5, 10)
+
+    reverse = load_config(["task=translation_de_en"]).task
+    assert dict(reverse.local.columns) == {"src": "tgt", "tgt": "src"} and dict(reverse.hub.columns) == {
+        "src": "de", "tgt": "en"}
+    # Only the column maps and the dataset label differ from translation.yaml.
+    forward = OmegaConf.to_container(task)
+    backward = OmegaConf.to_container(reverse)
+    for block in (forward, backward):
+        del block["local"]["columns"], block["hub"]["columns"], block["dataset"]
+    assert forward == backward
+
+    summ = load_config(["task=summarization"]).task
+    assert dict(summ.local.columns) == {"src": "document", "tgt": "summary"}
+    assert (summ.hub.path, summ.hub.name, dict(summ.hub.columns)) == (
+        "cnn_dailymail", "3.0.0", {"src": "article", "tgt": "highlights"})
+    assert (summ.max_length, summ.max_target_length, summ.tokenizer.vocab_size, summ.tokenizer.lowercase) == (
+        400, 100, 20000, True)
+    assert (summ.monitor, summ.monitor_mode) == ("rougeLsum", "max")
+    d = summ.decoding
+    assert (d.beam_size, d.min_length, d.no_repeat_ngram_size, d.max_len_a, d.max_len_b) == (4, 35, 3, 0, 120)
+
+
+def test_seq2seq_overrides():
+    cfg = load_config(["task=translation", "task.decoding.beam_size=1", "task.tokenizer.shared=false",
+                       "model.decoder_style=luong", "model.tie_embeddings=true", "task.monitor=loss",
+                       "task.monitor_mode=min", "task.decoding.val_examples=0", "task.max_target_length=null"])
+    assert cfg.task.decoding.beam_size == 1 and cfg.task.tokenizer.shared is False
+    assert cfg.model.decoder_style == "luong" and cfg.model.tie_embeddings is True
+    assert cfg.task.max_target_length is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task=translation", "task.decoding.beam_size=0"], "task.decoding.beam_size=0 must be positive"),
+        (["task=translation", "task.decoding.beam=3"], "did you mean 'task.decoding.beam_size'"),
+        (["task=translation", "task.decoding.min_length=-1"], "task.decoding.min_length=-1 must be >= 0"),
+        (["task=translation", "task.decoding.length_penalty=-0.5"], "must be >= 0"),
+        (["task=translation", "task.decoding.no_repeat_ngram_size=-2"], "must be >= 0"),
+        (["task=translation", "task.decoding.val_examples=-1"], "must be >= 0"),
+        (["task=translation", "task.label_smoothing=1.0"], "task.label_smoothing=1.0 must be in [0, 1)"),
+        (["task=translation", "task.max_target_length=1"], "room for BOS/EOS"),
+        (["task=translation", "task.max_length=20", "trainer.max_tokens=50"], "below task.max_target_length=100"),
+        (["task=summarization", "task.decoding.min_length=200"], "no hypothesis could end"),
+        (["task=translation", "task.decoding.max_len_a=0", "task.decoding.max_len_b=0"], "nothing could be generated"),
+        (["task=translation", "task.monitor_mode=min"], "task.monitor=bleu is better when higher"),
+        (["task=translation", "task.monitor=loss"], "task.monitor=loss is better when lower"),
+        (["task=translation", "task.decoding.val_examples=0"], "task.decoding.val_examples=0"),
+        (["task=summarization", "task.decoding.val_examples=0"], "task.monitor=rougeLsum needs decoded"),
+        (["model.decoder_style=bahdanu"], "did you mean 'bahdanau'"),
+        (["model.tie_embeddings=perhaps"], "model.tie_embeddings"),
+        (["task=translation", "task.tokenizer.shared=maybe"], "task.tokenizer.shared"),
+    ],
+)
+def test_seq2seq_errors(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 import attnbench.data.datamodule as datamodule_module
 from attnbench.config import load_config
 from attnbench.data import (
-    SPECIAL_TOKENS, BucketBatchSampler, ClassificationDataModule, build_datamodule, build_tokenizer,
+    SPECIAL_TOKENS, BucketBatchSampler, ClassificationDataModule, Seq2SeqDataModule, build_datamodule, build_tokenizer,
     collate_classification, dataset_fingerprint, load_split, padding_fraction, tokenizer_hash,
 )
 from attnbench.data.sources import canonicalize
@@ -164,10 +164,10 @@ def test_probe_examples_are_the_same_for_every_seed_and_variant(data_dir, shared
     assert batch_one["mask"].sum(1).tolist() == [len(p["tokens"]) for p in probes]
 
 
-def test_seq2seq_family_is_refused_clearly(tmp_path):
-    cfg = config(None, tmp_path, "task.family=seq2seq")
-    with pytest.raises(DataError, match="no data module yet"):
-        build_datamodule(cfg)
+def test_build_datamodule_picks_the_module_by_task_family(tmp_path):
+    assert type(build_datamodule(config(None, tmp_path))) is ClassificationDataModule
+    assert type(build_datamodule(config(None, tmp_path, "task=translation"))) is Seq2SeqDataModule
+    assert type(build_datamodule(config(None, tmp_path, "task=summarization"))) is Seq2SeqDataModule
 
 
 # ---- batching (synthetic lengths) ----------------------------------------------------------------------------

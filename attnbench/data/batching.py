@@ -120,3 +120,23 @@ def collate_classification(examples: Sequence[Mapping[str, Any]], pad_id: int) -
         "labels": torch.tensor([e["label"] for e in examples], dtype=torch.long),  # (B,)
         "ids": torch.tensor([e["id"] for e in examples], dtype=torch.long),  # (B,)
     }
+
+
+def collate_seq2seq(examples: Sequence[Mapping[str, Any]], pad_id: int, bos_id: int,
+                    eos_id: int) -> dict[str, torch.Tensor]:
+    """Examples with src_ids, tgt_ids (y, no BOS/EOS), id -> teacher-forcing tensors.
+
+    {src (B, S), src_mask (B, S), tgt_in (B, T) = [BOS] y, tgt_out (B, T) = y [EOS], tgt_mask (B, T), ids (B,)};
+    masks are True at real tokens, and tgt_mask marks the positions of both tgt_in and tgt_out.
+    """
+    src, src_mask = pad([e["src_ids"] for e in examples], pad_id)
+    tgt_in, tgt_mask = pad([[bos_id, *e["tgt_ids"]] for e in examples], pad_id)
+    tgt_out, _ = pad([[*e["tgt_ids"], eos_id] for e in examples], pad_id)
+    return {
+        "src": src,
+        "src_mask": src_mask,
+        "tgt_in": tgt_in,
+        "tgt_out": tgt_out,
+        "tgt_mask": tgt_mask,
+        "ids": torch.tensor([e["id"] for e in examples], dtype=torch.long),  # (B,)
+    }

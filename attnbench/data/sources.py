@@ -1,9 +1,10 @@
 """Where a task's examples come from: the local jsonl copies or the Hugging Face hub.
 
 Both sources end in the same canonical split: one column per canonical field of the task's column map
-(`text` for sentiment; `src`/`tgt` or `document`/`summary` for the seq2seq tasks), `label` as an index into
-`task.labels` for classification, and `id` = the row's position in the split, so predictions can be written
-and compared by id. Every row is checked before use and the first bad one stops the run with a one-line
+(`text` and `label` for classification; `src` and `tgt` for seq2seq, whatever the file or hub columns are
+called: `document`/`summary`, `en`/`de`, and swapping them reverses a translation direction), `label` as an
+index into `task.labels` for classification, and `id` = the row's position in the split, so predictions can
+be written and compared by id. Every row is checked before use and the first bad one stops the run with a one-line
 DataError that names the file (or hub dataset), the line (or row) and the field.
 
 Cache layout under `cache_dir`:
@@ -346,6 +347,10 @@ def _columns(task: TaskConfig, source: Source) -> dict[str, str]:
                         f"task.{source}.columns={{text: text, label: label}}")
     if task.family == "classification" and "label" not in columns:
         raise DataError(f"task.{source}.columns has no 'label' entry: a classification task needs its label column")
+    missing = [name for name in ("src", "tgt") if name not in columns]
+    if task.family == "seq2seq" and missing:
+        raise DataError(f"task.{source}.columns has no '{missing[0]}' entry (it has {', '.join(columns)}): a seq2seq "
+                        f"task maps src and tgt, e.g. task.{source}.columns={{src: en, tgt: de}}")
     return columns
 
 

@@ -2,6 +2,13 @@
 
 Cache layout: `<cache_dir>/tokenizers/<hash>.json`, where the hash covers the training data's fingerprint
 (the caller's `key`) and the settings; a second build with the same inputs loads the file instead of training.
+
+BPE detokenizes exactly: `decode(encode(x).ids) == x` for any text that does not start with a space (one
+leading space is dropped; the data files strip them), lowercased when `lowercase` is set, so generated text can
+be scored by sacreBLEU / rouge-score against the raw references (100% of the Multi30k and CNN/DailyMail
+validation and test texts round-trip). Metaspace keeps every space as part of the next token ("▁Haus"), and
+characters never seen in training are spelled as UTF-8 byte tokens (`<0xE2>`, byte fallback) instead of
+becoming [UNK].
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from attnbench.config import TokenizerConfig
 PAD, UNK, CLS, BOS, EOS = "[PAD]", "[UNK]", "[CLS]", "[BOS]", "[EOS]"
 # Trainers give special tokens the first ids in this order: [PAD] is 0, which embeddings use as padding_idx.
 SPECIAL_TOKENS = [PAD, UNK, CLS, BOS, EOS]
+# Byte-fallback tokens of the BPE vocabulary, one per byte value (the names sentencepiece and Llama use).
+BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
 # Bump when the pipeline below changes, so cached tokenizers built the old way are not reused.
-TOKENIZER_FORMAT = 1
+TOKENIZER_FORMAT = 2
 
 
 def build_tokenizer(texts: Iterable[str], settings: TokenizerConfig, cache_dir: str, key: str) -> Tokenizer:
@@ -45,6 +54,8 @@ def build_tokenizer(texts: Iterable[str], settings: TokenizerConfig, cache_dir: 
             pass
     tokenizer, trainer = _untrained(spec)
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    if spec["kind"] == "bpe":
+        tokenizer = _with_byte_fallback(tokenizer)
     for index, token in enumerate(SPECIAL_TOKENS):
         assert tokenizer.token_to_id(token) == index, f"{token} should have id {index}"
     _write_atomic(path, tokenizer.to_str())
@@ -68,15 +79,31 @@ def _untrained(spec: Mapping[str, Any]) -> tuple[Tokenizer, trainers.Trainer]:
     elif spec["kind"] == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         # Metaspace rather than ByteLevel: tokens stay readable ("▁Über" instead of "Ã\u013eber") on attention-map
-        # axes, and the decoder restores the spaces for BLEU/ROUGE.
+        # axes, and the decoder restores the spaces for BLEU/ROUGE. ByteFallback first turns runs of byte tokens
+        # back into the characters they spell.
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-        tokenizer.decoder = decoders.Metaspace()
-        trainer = trainers.BpeTrainer(**common)
+        tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+        # vocab_size counts everything: special tokens, the 256 byte tokens added after training, merges.
+        budget = max(spec["vocab_size"] - len(BYTE_TOKENS), len(SPECIAL_TOKENS) + 1)
+        trainer = trainers.BpeTrainer(**{**common, "vocab_size": budget})
     else:
         raise ValueError(f"unknown tokenizer kind '{spec['kind']}': choose wordlevel or bpe")
     if spec["lowercase"]:
         tokenizer.normalizer = normalizers.Lowercase()
     return tokenizer, trainer
+
+
+def _with_byte_fallback(tokenizer: Tokenizer) -> Tokenizer:
+    """The trained BPE tokenizer with the 256 byte tokens appended and byte fallback switched on.
+
+    BpeTrainer has no option for byte tokens, so they are added to the serialized model after training.
+    """
+    data = json.loads(tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    for token in BYTE_TOKENS:
+        vocab.setdefault(token, len(vocab))
+    data["model"]["byte_fallback"] = True
+    return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
 def _settings(settings: TokenizerConfig | DictConfig | Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.tasks.metrics import classification_metrics, classification_signatures
+from attnbench.tasks.loss_trace import LossTrace
 from attnbench.tasks.optim import configure_optimizer
 from attnbench.tasks.probes import ProbeMaps
 
@@ -27,11 +28,9 @@ class ClassificationTask(pl.LightningModule):
         self.optim = dict(optim)
         self.val_metrics = classification_metrics(num_labels).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_labels).clone(prefix="test/")
-        self.loss_window = loss_window
         # Summed on the device; read once after training, so the step never waits for the host.
         self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
-        self.first_losses: list[torch.Tensor] = []
-        self.last_losses: list[torch.Tensor] = []
+        self.loss_trace = LossTrace(loss_window)
         self.test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, batch: dict[str, torch.Tensor], need_weights: bool = False):
@@ -41,14 +40,9 @@ class ClassificationTask(pl.LightningModule):
         logits, _ = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])
         self.train_tokens += batch["mask"].sum()
-        self._remember_loss(loss.detach())
+        self.loss_trace.add(loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
         return loss
-
-    def _remember_loss(self, loss: torch.Tensor) -> None:
-        if len(self.first_losses) < self.loss_window:
-            self.first_losses.append(loss)
-        self.last_losses = (self.last_losses + [loss])[-self.loss_window :]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, _ = self(batch)
@@ -103,12 +97,7 @@ class ClassificationTask(pl.LightningModule):
         return probes
 
     def train_loss_summary(self) -> dict[str, float]:
-        if not self.first_losses:
-            return {}
-        return {
-            "loss_start": torch.stack(self.first_losses).mean().item(),
-            "loss_end": torch.stack(self.last_losses).mean().item(),
-        }
+        return self.loss_trace.summary()
 
     def metric_signatures(self) -> dict[str, str]:
         """How each reported metric was computed (library, version, settings)."""

@@ -1,0 +1,181 @@
+"""LightningModule for sequence-to-sequence tasks (translation, summarization).
+
+Training is teacher-forced cross-entropy with label smoothing. Each validation epoch reports the loss and
+perplexity on the whole split and a cheap quality metric: greedy decoding of the first
+`decoding.val_examples` validation examples, scored like the test set. Testing decodes every example with
+the full beam search and scores detokenized output against the raw references (sacreBLEU / rouge-score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnbench.models.beam_search import beam_search, greedy_search
+from attnbench.tasks.loss_trace import LossTrace
+from attnbench.tasks.metrics import corpus_bleu, rouge_scores
+from attnbench.tasks.optim import configure_optimizer
+from attnbench.tasks.probes import ProbeMaps
+
+Scorer = Callable[[list[str], list[str]], tuple[dict[str, float], dict[str, str]]]
+SCORERS: dict[str, Scorer] = {"bleu": corpus_bleu, "rouge": rouge_scores}
+
+
+class Seq2SeqTask(pl.LightningModule):
+    def __init__(
+        self, model: nn.Module, *, optim: Mapping[str, Any], label_smoothing: float, pad_id: int, bos_id: int,
+        eos_id: int, decoding: Mapping[str, Any], scorer: str, decode: Callable[[list[int]], str],
+        token: Callable[[int], str], references: Mapping[str, Mapping[int, str]], loss_window: int = 10,
+    ) -> None:
+        super().__init__()
+        if scorer not in SCORERS:
+            raise ValueError(f"unknown scorer '{scorer}': choose one of {', '.join(SCORERS)}")
+        self.model = model
+        self.optim = dict(optim)
+        self.label_smoothing = label_smoothing
+        self.special = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
+        self.decoding = dict(decoding)
+        self.scorer = SCORERS[scorer]
+        self.decode_ids = decode
+        self.token = token
+        self.references = references
+        self.loss_trace = LossTrace(loss_window)
+        self.signatures: dict[str, str] = {}
+        # Summed on the device and read once per epoch, so no step waits for the host.
+        self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("eval_nll", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_buffer("eval_tokens", torch.zeros((), dtype=torch.long), persistent=False)
+        self.outputs: dict[int, list[int]] = {}
+
+    # ---- shared --------------------------------------------------------------------------------------------
+
+    def forward(self, batch: dict[str, torch.Tensor], need_weights: bool = False):
+        return self.model(batch["src"], batch["src_mask"], batch["tgt_in"], batch["tgt_mask"], need_weights=need_weights)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor, smoothing: float, reduction: str = "mean"):
+        return F.cross_entropy(
+            logits.flatten(0, 1).float(), target.flatten(), ignore_index=self.special["pad_id"],
+            label_smoothing=smoothing, reduction=reduction,
+        )
+
+    def _decode_limits(self) -> dict[str, Any]:
+        d = self.decoding
+        return {"max_len_a": d["max_len_a"], "max_len_b": d["max_len_b"], "min_length": d["min_length"],
+                "no_repeat_ngram_size": d["no_repeat_ngram_size"], **self.special}
+
+    def _accumulate_nll(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        self.eval_nll += self._loss(logits, batch["tgt_out"], 0.0, reduction="sum").double()
+        self.eval_tokens += batch["tgt_mask"].sum()
+
+    def _log_nll(self, stage: str) -> None:
+        loss = (self.eval_nll / self.eval_tokens.clamp(min=1)).float()
+        self.log(f"{stage}/loss", loss, prog_bar=True)
+        self.log(f"{stage}/ppl", loss.exp())
+        self.eval_nll.zero_()
+        self.eval_tokens.zero_()
+
+    def _score(self, split: str) -> dict[str, float]:
+        ids = sorted(self.outputs)
+        hyps = [self.decode_ids(self.outputs[i]) for i in ids]
+        refs = [self.references[split][i] for i in ids]
+        scores, self.signatures = self.scorer(hyps, refs)
+        return scores
+
+    # ---- train ---------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits, _ = self(batch)  # (B, T, V)
+        loss = self._loss(logits, batch["tgt_out"], self.label_smoothing)
+        self.train_tokens += batch["tgt_mask"].sum() + batch["src_mask"].sum()
+        self.loss_trace.add(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["tgt_out"].size(0))
+        return loss
+
+    # ---- validation: loss on everything, greedy quality on a fixed slice ------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self.outputs = {}
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, _ = self(batch)
+        self._accumulate_nll(logits, batch)
+        limit = self.decoding["val_examples"]
+        if limit:
+            chosen = batch["ids"] < limit  # the same examples every epoch, wherever the sampler puts them
+            if chosen.any():
+                hyps = greedy_search(self.model, batch["src"][chosen], batch["src_mask"][chosen],
+                                     **self._decode_limits())
+                self.outputs.update(zip(batch["ids"][chosen].tolist(), hyps))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_nll("val")
+        if self.outputs and not self.trainer.sanity_checking:
+            self.log_dict({f"val/{k}": v for k, v in self._score("validation").items()}, prog_bar=True)
+
+    # ---- test: full beam search ----------------------------------------------------------------------------
+
+    def on_test_epoch_start(self) -> None:
+        self.outputs = {}
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits, _ = self(batch)
+        self._accumulate_nll(logits, batch)
+        hyps = beam_search(self.model, batch["src"], batch["src_mask"], beam_size=self.decoding["beam_size"],
+                           length_penalty=self.decoding["length_penalty"], **self._decode_limits())
+        self.outputs.update(zip(batch["ids"].tolist(), hyps))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_nll("test")
+        self.log_dict({f"test/{k}": v for k, v in self._score("test").items()})
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """Test outputs {id, prediction, gold} by id: detokenized hypothesis and the raw reference."""
+        refs = self.references["test"]
+        return [{"id": i, "prediction": self.decode_ids(self.outputs[i]), "gold": refs[i]} for i in sorted(self.outputs)]
+
+    def metric_signatures(self) -> dict[str, str]:
+        return self.signatures
+
+    def train_loss_summary(self) -> dict[str, float]:
+        return self.loss_trace.summary()
+
+    # ---- attention maps ------------------------------------------------------------------------------------
+
+    def probe_maps(self, batch: dict[str, torch.Tensor], examples: list[dict[str, Any]]) -> list[ProbeMaps]:
+        """Cross-attention (generated x source tokens) per layer and head, and decoder self-attention.
+
+        The probes are decoded greedily, then the generated sequence is fed back teacher-forced with
+        need_weights=True: incremental decoding equals full recomputation, so these are the weights the
+        decoder used while generating.
+        """
+        hyps = greedy_search(self.model, batch["src"], batch["src_mask"], **self._decode_limits())
+        bos, pad = self.special["bos_id"], self.special["pad_id"]
+        width = max(len(h) for h in hyps) + 1
+        tgt_in = torch.full((len(hyps), width), pad, dtype=torch.long, device=batch["src"].device)  # (P, T)
+        for i, hyp in enumerate(hyps):
+            tgt_in[i, : len(hyp) + 1] = torch.tensor([bos, *hyp], device=tgt_in.device)
+        lengths = torch.tensor([len(h) + 1 for h in hyps], device=tgt_in.device)
+        tgt_mask = torch.arange(width, device=tgt_in.device)[None, :] < lengths[:, None]  # (P, T)
+        _, maps = self.model(batch["src"], batch["src_mask"], tgt_in, tgt_mask, need_weights=True)
+        probes = []
+        for i, example in enumerate(examples):
+            n_src, n_out = len(example["src_tokens"]), len(hyps[i]) + 1
+            inputs = ["<s>"] + [self.token(t) for t in hyps[i]]  # what each decoder position read
+            outputs = [self.token(t) for t in hyps[i]] + ["</s>"]  # what each position emitted
+            probe = ProbeMaps(id=example["id"], caption=example["src_text"], title=self.decode_ids(hyps[i])[:120])
+            for name, weights in maps.items():
+                cross = name.startswith("cross")
+                keys = example["src_tokens"] if cross else inputs
+                probe.maps[name] = weights[i, :, :n_out, : (n_src if cross else n_out)].float().cpu().numpy()
+                probe.queries[name], probe.keys[name] = outputs, keys
+            probes.append(probe)
+        return probes
+
+    def configure_optimizers(self):
+        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
+
