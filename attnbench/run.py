@@ -51,9 +51,10 @@ def run(cfg: DictConfig) -> Path:
         eval_start = time.perf_counter()
         test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
-        val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+        # Before validate(): it reuses the task's output buffers. Seq2seq knows its signatures once scored.
         write_jsonl(run_dir / "predictions.jsonl", task.predictions())
-        record["provenance"]["metric_signatures"] = task.metric_signatures()  # seq2seq knows them once scored
+        record["provenance"]["metric_signatures"] = task.metric_signatures()
+        val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         fit_seconds = train_seconds - timer.time_elapsed("validate")
         record.update(
             status="completed",
