@@ -17,23 +17,13 @@ from lightning_fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
 import attnbench.data.datamodule as datamodule_module
-from attnbench.config import load_config
 from attnbench.data import (
     SPECIAL_TOKENS, BucketBatchSampler, ClassificationDataModule, Seq2SeqDataModule, build_datamodule, build_tokenizer,
     collate_classification, dataset_fingerprint, load_split, padding_fraction, tokenizer_hash,
 )
 from attnbench.data.sources import canonicalize
 from attnbench.errors import DataError
-
-
-def config(data_dir: Path | None, cache_dir: Path, *overrides: str):
-    base = [f"cache_dir={cache_dir}"] + ([f"data_dir={data_dir}"] if data_dir is not None else [])
-    return load_config([*base, *overrides])
-
-
-def first_lines(path: Path, n: int) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(next(f)) for _ in range(n)]
+from tests.helpers import config, first_lines
 
 
 @pytest.fixture(scope="module")

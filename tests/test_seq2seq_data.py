@@ -4,7 +4,6 @@ teacher-forcing batches, bucketing by the longer side, direction by config, fixe
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from datasets import Dataset
 
 import attnbench.data.datamodule as datamodule_module
 import attnbench.data.tokenizer as tokenizer_module
-from attnbench.config import load_config
 from attnbench.data import Seq2SeqDataModule, build_datamodule, collate_seq2seq, load_split, padding_fraction
 from attnbench.data.tokenizer import BOS, EOS, PAD, UNK
 from attnbench.errors import DataError
+from tests.helpers import config, first_lines
 
 MULTI30K = "translation/multi30k_en_de"
 CNNDM = "summarization/cnn_dailymail"
@@ -26,16 +25,6 @@ CNNDM = "summarization/cnn_dailymail"
 TRANSLATION = ("task=translation", "task.limits.train=3000", "task.limits.test=100", "task.tokenizer.vocab_size=2000")
 SUMMARIZATION = ("task=summarization", "task.limits.train=400", "task.limits.test=50",
                  "task.tokenizer.vocab_size=3000")
-
-
-def config(data_dir: Path | None, cache_dir: Path, *overrides: str):
-    base = [f"cache_dir={cache_dir}"] + ([f"data_dir={data_dir}"] if data_dir is not None else [])
-    return load_config([*base, *overrides])
-
-
-def first_lines(path: Path, n: int) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(next(f)) for _ in range(n)]
 
 
 def ready(cfg) -> Seq2SeqDataModule:
