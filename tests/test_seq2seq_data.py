@@ -226,16 +226,6 @@ def test_buckets_count_the_longer_side_against_the_token_budget(data_dir, cache,
         assert len(batch["ids"]) * max(batch["src"].shape[1], batch["tgt_in"].shape[1]) <= 600
 
 
-def test_validation_slice_is_the_first_examples(translation, data_dir, cache):
-    ids = []
-    for batch in translation.val_slice_dataloader():
-        ids += batch["ids"].tolist()
-    assert sorted(ids) == translation.val_slice_ids() == list(range(256))
-    off = ready(config(data_dir, cache, *TRANSLATION, "task.decoding.val_examples=0", "task.monitor=loss",
-                       "task.monitor_mode=min"))
-    assert off.val_slice_ids() == [] and off.val_slice_dataloader() is None
-
-
 def test_decode_stops_at_eos_and_skips_special_tokens(translation):
     ids = translation.tgt_tokenizer.encode("Ein Hund läuft.").ids
     assert translation.decode([translation.bos_id, *ids, translation.eos_id, *ids]) == "Ein Hund läuft."

@@ -277,20 +277,6 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def val_slice_ids(self) -> list[int]:
-        """Ids of the first `task.decoding.val_examples` validation examples (greedy-decoded each epoch)."""
-        size = min(self.task.decoding.val_examples, len(self.splits["validation"]))
-        return list(range(size))  # ids are row positions
-
-    def val_slice_dataloader(self) -> DataLoader | None:
-        """Batches of the validation slice in length order (no shuffling), or None when the slice is off."""
-        ids = self.val_slice_ids()
-        if not ids:
-            return None
-        subset = self.splits["validation"].select(ids)
-        sampler = bucket_sampler(self.cfg, list(subset["length"]), shuffle=False)
-        return make_loader(self.cfg, subset, SEQ2SEQ_COLUMNS, sampler, self.collate)
-
     # ---- texts ---------------------------------------------------------------------------------------------
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
@@ -311,10 +297,6 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def sources(self, split: str) -> dict[int, str]:
         """id -> raw source text."""
         return self._texts(split, "src")
-
-    def split_texts(self, split: str) -> dict[int, str]:
-        """id -> input text of a split (the sources), as ClassificationDataModule.split_texts."""
-        return self.sources(split)
 
     def _texts(self, split: str, column: str) -> dict[int, str]:
         dataset = self.splits[split].select_columns(["id", column])
