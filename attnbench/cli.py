@@ -1,18 +1,21 @@
-"""The `attnbench` command: run, list, config."""
+"""The `attnbench` command: run, config, list, sweep, leaderboard."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from attnbench.errors import AttnbenchError
+from attnbench.errors import AttnbenchError, ConfigError
 
 EXAMPLES = """examples:
   attnbench run task=sentiment attention=additive model=rnn seed=1
   attnbench run attention=multihead attention.score=additive attention.heads=4 model=transformer
   attnbench run attention=custom attention.impl=my_pkg.attn:MyAttention trainer=smoke
   attnbench config attention=dot            # print the resolved config, run nothing
+  attnbench sweep experiments/leaderboard.yaml --jobs 2
+  attnbench leaderboard --runs results/sweeps/leaderboard --out results
 """
 
 
@@ -24,10 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     overrides = {"nargs": "*", "metavar": "OVERRIDE", "help": "group=option or dotted.key=value"}
     run = sub.add_parser("run", help="train and test one configuration, writing a run record")
+    run.add_argument("--spec", metavar="SPEC", help="run one cell of a sweep spec, named by axis=value overrides "
+                     "(what `wandb agent` does for `attnbench sweep --wandb`)")
     run.add_argument("overrides", **overrides)
     config = sub.add_parser("config", help="print the resolved config of a run without running it")
     config.add_argument("overrides", **overrides)
     sub.add_parser("list", help="list attention variants, tasks, models and trainer presets")
+    sweep = sub.add_parser("sweep", help="run every cell of a grid spec; a re-run runs only what is not done")
+    sweep.add_argument("spec", help="sweep spec, e.g. experiments/leaderboard.yaml")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="cells in parallel (one GPU each where there are GPUs; a share of the cores otherwise)")
+    sweep.add_argument("--dry-run", action="store_true", help="show each cell, its status and its command; run nothing")
+    sweep.add_argument("--wandb", action="store_true",
+                       help="create an equivalent W&B grid sweep for `wandb agent` (with --dry-run: print its config)")
+    board = sub.add_parser("leaderboard", help="turn run records into leaderboard.md/.csv/.json and plots")
+    board.add_argument("--runs", default="results/sweeps/leaderboard",
+                       help="folder searched (recursively) for run records (default %(default)s)")
+    board.add_argument("--out", default="results", help="where leaderboard.* and plots/ go (default %(default)s)")
+    board.add_argument("--baseline", default="additive", metavar="VARIANT",
+                       help="attention variant the others are tested against (default %(default)s)")
+    board.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
+    board.add_argument("--title", default="attnbench leaderboard", help="heading of leaderboard.md")
     return parser
 
 
@@ -42,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
+    from attnbench.sweep import cell_from_args, die_with_parent, load_spec
 
-    cfg = load_config(args.overrides)
+    die_with_parent()
+    overrides = args.overrides
+    if args.spec:
+        overrides = list(cell_from_args(load_spec(args.spec), overrides).overrides)
+    cfg = load_config(overrides)
     from attnbench.run import run  # heavy imports only once the config is known to be valid
 
     try:
@@ -95,4 +120,53 @@ def _yaml_summary(path: Path) -> str:
     return ""
 
 
-COMMANDS = {"run": cmd_run, "config": cmd_config, "list": cmd_list}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from attnbench import sweep
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
+    spec = sweep.load_spec(args.spec)
+    if args.wandb:
+        config = sweep.wandb_sweep_config(spec)
+        if args.dry_run:
+            import yaml
+
+            print(yaml.safe_dump(config, sort_keys=False), end="")
+            return 0
+        from attnbench.config import load_config
+
+        cfg = load_config(list(spec.cells()[0].overrides))
+        sweep_id = sweep.create_wandb_sweep(spec, project=cfg.wandb.project, entity=cfg.wandb.entity)
+        print(f"created W&B sweep {sweep_id} ({len(spec.cells())} cells); on each machine run:\n"
+              f"  wandb agent {cfg.wandb.entity + '/' if cfg.wandb.entity else ''}{cfg.wandb.project}/{sweep_id}")
+        return 0
+    if args.dry_run:
+        for status in sweep.plan(spec):
+            print(f"{'skip' if not status.pending else 'run '} {status.cell.id}: {status.state}: {status.reason}\n"
+                  f"     attnbench run {' '.join(status.cell.overrides)}")
+        return 0
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        outcomes = sweep.Runner(spec, jobs=args.jobs).run()
+    except KeyboardInterrupt:
+        print("attnbench: sweep interrupted; run the same command again to finish the remaining cells", file=sys.stderr)
+        return 130
+    return 0 if all(o.state in ("done", "skipped") for o in outcomes) else 1
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from attnbench.leaderboard import build_leaderboard
+
+    report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
+                               title=args.title)
+    for problem in report.skipped:
+        print(f"attnbench: skipped {problem}", file=sys.stderr)
+    print(f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to {', '.join(map(str, report.files))}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

@@ -70,7 +70,10 @@ def run(cfg: DictConfig) -> Path:
         )
         record["best_checkpoint"] = _relative(trainer.checkpoint_callback.best_model_path, run_dir)
     except BaseException as err:
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        error = f"{type(err).__name__}: {err}"
+        # Lightning turns Ctrl-C/SIGINT during fit into SystemExit(1) after a graceful shutdown.
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        record.update(status="failed", error=f"interrupted ({error})" if interrupted else error)
         raise
     finally:
         record["provenance"]["finished_at"] = now()

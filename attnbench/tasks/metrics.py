@@ -12,6 +12,7 @@ import importlib.metadata
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import torchmetrics
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
@@ -74,19 +75,50 @@ def rouge_scores(hyps: Sequence[str], refs: Sequence[str]) -> tuple[dict[str, fl
     Porter stemming on; rougeLsum over sentences split by `summary_sentences` (hypotheses and references alike).
     Returns ({"rouge1", "rouge2", "rougeL", "rougeLsum"}, the same keys -> a signature of the settings).
     """
-    _check_pairs(hyps, refs)
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for hyp, ref in zip(hyps, refs):
-        # rouge-score's argument order is (target, prediction).
-        scores = scorer.score(summary_sentences(ref), summary_sentences(hyp))
-        for key in ROUGE_TYPES:
-            totals[key] += scores[key].fmeasure
+    per_example = rouge_example_scores(hyps, refs)
     version = importlib.metadata.version("rouge-score")
     settings = "F1 mean x100|stemmer:porter|tokenizer:default|lsum-split:newline-else-.!?"
     signature = f"rouge-score {version}|{{type}}|{settings}"
-    return ({key: 100.0 * total / len(hyps) for key, total in totals.items()},
+    return ({key: 100.0 * float(np.mean(values)) for key, values in per_example.items()},
             {key: signature.format(type=key) for key in ROUGE_TYPES})
+
+
+def rouge_example_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-example rouge-score F1 (0-1) of each ROUGE type; the corpus score is their mean."""
+    _check_pairs(hyps, refs)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    # rouge-score's argument order is (target, prediction).
+    scores = [scorer.score(summary_sentences(ref), summary_sentences(hyp)) for hyp, ref in zip(hyps, refs)]
+    return {key: np.array([s[key].fmeasure for s in scores]) for key in ROUGE_TYPES}
+
+
+# ---- per-example statistics, for resampling test sets (paired bootstrap) -------------------------------------
+# A metric is resampled through statistics that add up over examples: the sum over any resample of examples
+# gives that resample's corpus score. BLEU's are sacreBLEU's own n-gram counts and lengths (what sacreBLEU's
+# paired bootstrap resamples); accuracy and ROUGE are means of per-example values.
+
+RESAMPLABLE = ("accuracy", "bleu", *ROUGE_TYPES)
+
+
+def example_statistics(metric: str, predictions: Sequence, golds: Sequence) -> np.ndarray:
+    """(N, K) statistics of N examples whose column sums give the corpus `metric` through `score_from_sums`."""
+    _check_pairs(predictions, golds)
+    if metric == "accuracy":
+        return np.array([[float(p == g)] for p, g in zip(predictions, golds)])
+    if metric == "bleu":
+        return np.array(BLEU()._extract_corpus_statistics(list(predictions), [list(golds)]), dtype=np.float64)
+    if metric in ROUGE_TYPES:
+        return rouge_example_scores(predictions, golds)[metric][:, None]
+    raise ValueError(f"no per-example statistics for metric {metric!r}: one of {', '.join(RESAMPLABLE)}")
+
+
+def score_from_sums(metric: str, sums: np.ndarray, n: int) -> np.ndarray:
+    """(S, K) summed statistics of S resamples of n examples -> (S,) corpus scores, on the scale of the run
+    record (accuracy 0-1 as torchmetrics reports it; BLEU and ROUGE 0-100)."""
+    if metric == "bleu":
+        bleu = BLEU()
+        return np.array([bleu._compute_score_from_stats(list(row)).score for row in sums])
+    return (1.0 if metric == "accuracy" else 100.0) * sums[:, 0] / n
 
 
 def _check_pairs(hyps: Sequence[str], refs: Sequence[str]) -> None:

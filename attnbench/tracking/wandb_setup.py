@@ -25,19 +25,17 @@ def _has_api_key() -> bool:
 
 def check_wandb(cfg: DictConfig) -> None:
     """Refuse an online run that could not log, before any work: no key, or no route to the server."""
-    if cfg.wandb.mode != "online":
-        return
+    if cfg.wandb.mode == "online":
+        check_online("wandb.mode=online", offline_hint="use wandb.mode=offline (sync later with `wandb sync`)")
+
+
+def check_online(what: str, offline_hint: str = "work offline instead") -> None:
     if not _has_api_key():
-        raise ConfigError(
-            "wandb.mode=online but no W&B API key is configured: run `wandb login` or set WANDB_API_KEY, "
-            "or use wandb.mode=offline (sync later with `wandb sync`)"
-        )
+        raise ConfigError(f"{what} needs a W&B API key and none is configured: run `wandb login` or set "
+                          f"WANDB_API_KEY, or {offline_hint}")
     reason = unreachable_reason(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
     if reason:
-        raise ConfigError(
-            f"wandb.mode=online but the W&B server cannot be reached ({reason}): use wandb.mode=offline "
-            "and upload later with `wandb sync <run folder>/wandb/offline-run-*`"
-        )
+        raise ConfigError(f"{what}, but the W&B server cannot be reached ({reason}): {offline_hint}")
 
 
 def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
@@ -50,7 +48,8 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         project=cfg.wandb.project,
         entity=cfg.wandb.entity,
         name=cfg.run_id,
-        id=cfg.run_id,
+        # Under `wandb agent` the agent owns the run id; elsewhere the run id names the W&B run.
+        id=None if os.environ.get("WANDB_SWEEP_ID") else cfg.run_id,
         save_dir=str(run_dir),
         # Seeds of one cell share a group, so the W&B UI averages them; tags filter by axis.
         group=f"{task}/{model}/{attention}",

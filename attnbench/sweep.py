@@ -1,0 +1,502 @@
+"""`attnbench sweep`: run the cells of a grid, each as its own `attnbench run` process, safe to interrupt.
+
+A spec (experiments/*.yaml) has base overrides, axes to cross and rules that add overrides to the cells whose
+axis values match. A cell's run record lives at <output_dir>/<cell id>/ and is the truth about it: a record
+with status "completed" for the same configuration is done; anything else (no folder, a failed record, a
+folder without a record because the process died, a record of a different configuration) is run again, the
+old folder moved to <output_dir>/.attempts/ so no record is lost and none is duplicated. The ledger
+(<output_dir>/.sweep/<name>.json) keeps each cell's history: attempts, times, errors, log file.
+
+    spec -> cells (validated configs) -> statuses (disk + ledger) -> run the pending ones -> summary
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from attnbench.config import config_hash, load_config, load_saved_config
+from attnbench.errors import ConfigError
+from attnbench.tracking.record import now, write_json
+
+# Overrides every cell gets before the spec's own (which may change them): logs go to files, not terminals.
+CELL_DEFAULTS = ("trainer.enable_progress_bar=false",)
+RESERVED_KEYS = ("run_id", "output_dir")
+GROUP_AXES = ("task", "model", "attention", "trainer")
+
+
+@dataclass
+class Rule:
+    when: dict[str, Any] = field(default_factory=dict)
+    set: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepSchema:
+    name: str = "sweep"
+    description: str = ""
+    output_dir: str = "results/runs"
+    base: list[str] = field(default_factory=list)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    values: tuple[tuple[str, Any], ...]  # (axis, value) in spec order
+    overrides: tuple[str, ...]  # everything `attnbench run` gets, run_id and output_dir included
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{axis}={value}" for axis, value in self.values)
+
+
+@dataclass
+class Spec:
+    path: Path
+    name: str
+    description: str
+    output_dir: Path
+    base: list[str]
+    axes: dict[str, list[Any]]
+    rules: list[Rule]
+
+    def cell_overrides(self, values: dict[str, Any]) -> list[str]:
+        """The overrides of one cell: defaults, base, the axis values, then every matching rule in order."""
+        overrides = [*CELL_DEFAULTS, *self.base, *(f"{axis}={_format(values[axis])}" for axis in self.axes)]
+        for rule in self.rules:
+            if all(str(values[axis]) == str(value) for axis, value in rule.when.items()):
+                overrides.extend(rule.set)
+        return overrides
+
+    def cell(self, values: dict[str, Any]) -> Cell:
+        cell_id = cell_name(self.axes, values)
+        overrides = [*self.cell_overrides(values), f"run_id={cell_id}", f"output_dir={self.output_dir}"]
+        return Cell(cell_id, tuple((axis, values[axis]) for axis in self.axes), tuple(overrides))
+
+    def cells(self) -> list[Cell]:
+        grid = [dict(zip(self.axes, combo)) for combo in itertools.product(*self.axes.values())]
+        return [self.cell(values) for values in grid]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def cell_name(axes: dict[str, list[Any]], values: dict[str, Any]) -> str:
+    """A readable, filesystem-safe id: group axes by value, seed as s<N>, other keys as <last key part><value>."""
+    parts = []
+    for axis in axes:
+        value = _format(values[axis])
+        if axis in GROUP_AXES:
+            parts.append(value)
+        elif axis == "seed":
+            parts.append(f"s{value}")
+        else:
+            parts.append(f"{axis.rsplit('.', 1)[-1]}{value}")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec: its shape, its rules, and every cell's configuration (one line per problem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {path} does not exist: pass a YAML file such as experiments/leaderboard.yaml")
+    try:
+        raw = OmegaConf.load(path)
+        spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepSchema), raw))
+    except OmegaConfBaseException as err:
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules)") from None
+    except Exception as err:  # YAML syntax
+        raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    where = f"sweep spec {path}"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name):
+        raise ConfigError(f"{where}: name={spec.name!r} must be letters, digits, '_', '.' or '-' (it names the ledger)")
+    if not spec.axes:
+        raise ConfigError(f"{where}: no axes: give at least one, e.g. axes: {{attention: [additive, dot]}}")
+    for axis, values in spec.axes.items():
+        if axis in RESERVED_KEYS:
+            raise ConfigError(f"{where}: {axis} cannot be an axis: the sweep sets it for every cell")
+        if not values:
+            raise ConfigError(f"{where}: axis {axis} has no values: list at least one")
+        if len(set(map(str, values))) != len(values):
+            raise ConfigError(f"{where}: axis {axis} repeats a value: {values}")
+        if any(isinstance(v, (dict, list)) for v in values):
+            raise ConfigError(f"{where}: axis {axis} values must be scalars (names or numbers), got {values}")
+    for override in [*spec.base, *(o for rule in spec.rules for o in rule.set)]:
+        key = override.partition("=")[0]
+        if "=" not in override:
+            raise ConfigError(f"{where}: override {override!r} is not key=value")
+        if key in RESERVED_KEYS:
+            raise ConfigError(f"{where}: {key} is set by the sweep (output_dir: give it at the top of the spec)")
+        if key in spec.axes:
+            raise ConfigError(f"{where}: {override!r} sets axis {key}; an axis is varied, not overridden")
+    for i, rule in enumerate(spec.rules):
+        for axis, value in rule.when.items():
+            if axis not in spec.axes:
+                raise ConfigError(f"{where}: rules[{i}].when names {axis}, which is not an axis ({', '.join(spec.axes)})")
+            if str(value) not in map(str, spec.axes[axis]):
+                raise ConfigError(f"{where}: rules[{i}].when {axis}={value} is not one of the axis values {spec.axes[axis]}")
+    description = spec.description or next(
+        (line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+    result = Spec(path, spec.name, description, Path(spec.output_dir), list(spec.base), dict(spec.axes),
+                  list(spec.rules))
+    cells = result.cells()
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.id in seen:
+            raise ConfigError(f"{where}: cells {seen[cell.id].label!r} and {cell.label!r} get the same id {cell.id}")
+        seen[cell.id] = cell
+        try:
+            load_config(list(cell.overrides))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: cell {cell.label}: {err}") from None
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- status
+
+
+@dataclass
+class CellStatus:
+    cell: Cell
+    state: str  # done | missing | failed | interrupted | changed
+    reason: str
+
+    @property
+    def pending(self) -> bool:
+        return self.state != "done"
+
+
+def cell_status(cell: Cell, output_dir: Path, ledger: dict) -> CellStatus:
+    run_dir = output_dir / cell.id
+    record_path = run_dir / "metrics.json"
+    if not run_dir.exists():
+        return CellStatus(cell, "missing", "no run folder yet")
+    record = _read_record(record_path)
+    if record is None or record.get("status") not in ("completed", "failed"):
+        attempts = ledger.get(cell.id, {}).get("attempts", 0)
+        return CellStatus(cell, "interrupted", f"run folder without a finished record (attempt {attempts} stopped)")
+    if record["status"] == "failed":
+        return CellStatus(cell, "failed", f"last attempt failed: {record.get('error', 'no error recorded')}")
+    expected = config_hash(load_config(list(cell.overrides)))
+    saved = _saved_hash(run_dir / "config.yaml")
+    if saved != expected:
+        return CellStatus(cell, "changed", "completed with a different configuration (the spec changed); running again")
+    return CellStatus(cell, "done", f"completed ({record_path})")
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _saved_hash(path: Path) -> str | None:
+    try:
+        return config_hash(load_saved_config(path))
+    except Exception:  # a damaged config.yaml means the run cannot count as done
+        return None
+
+
+# ----------------------------------------------------------------------------------------------- ledger
+
+
+class Ledger:
+    """<output_dir>/.sweep/<name>.json: per cell attempts, state, times, error and log; one writer (the sweep)."""
+
+    def __init__(self, output_dir: Path, name: str):
+        self.dir = output_dir / ".sweep"
+        self.path = self.dir / f"{name}.json"
+        self.lock_path = self.dir / f"{name}.lock"
+        self.logs = self.dir / "logs" / name
+        self.cells: dict[str, dict] = {}
+        self._lock_file = None
+        self._mutex = threading.Lock()
+
+    def read(self) -> dict[str, dict]:
+        record = _read_record(self.path) or {}
+        self.cells = record.get("cells", {}) if isinstance(record.get("cells"), dict) else {}
+        return self.cells
+
+    def acquire(self) -> None:
+        """One sweep per ledger at a time: a second one would run the same cells twice."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            owner = self._lock_file.read().strip() or "another process"
+            self._lock_file.close()
+            raise ConfigError(f"another sweep is already running this spec into {self.dir.parent} (pid {owner}): "
+                              "wait for it to finish, or give this one another output_dir") from None
+        self._lock_file.truncate(0)
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def update(self, cell_id: str, **fields: Any) -> None:
+        with self._mutex:
+            self.cells.setdefault(cell_id, {}).update(fields)
+            write_json(self.path, {"cells": self.cells})
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class Outcome:
+    cell: Cell
+    state: str  # done | failed | interrupted | skipped
+    detail: str
+
+
+def plan(spec: Spec) -> list[CellStatus]:
+    ledger = Ledger(spec.output_dir, spec.name)
+    return [cell_status(cell, spec.output_dir, ledger.read()) for cell in spec.cells()]
+
+
+def child_environments(jobs: int) -> list[dict[str, str]]:
+    """One environment per parallel slot: a GPU each where there are GPUs, a share of the CPU cores otherwise."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    envs = []
+    for slot in range(jobs):
+        env = dict(os.environ)
+        if gpus:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(i) for i in range(gpus)]
+            env["CUDA_VISIBLE_DEVICES"] = ids[slot % len(ids)]
+        elif jobs > 1:
+            # Several torch processes on the same cores each spawning cores-many threads run many times slower.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+        envs.append(env)
+    return envs
+
+
+class Runner:
+    def __init__(self, spec: Spec, jobs: int, out=sys.stdout):
+        self.spec, self.jobs, self.out = spec, jobs, out
+        self.ledger = Ledger(spec.output_dir, spec.name)
+        self.children: set[subprocess.Popen] = set()
+        self.stopping = threading.Event()
+        self._print_lock = threading.Lock()
+
+    def say(self, line: str) -> None:
+        with self._print_lock:
+            print(line, file=self.out, flush=True)
+
+    def run(self) -> list[Outcome]:
+        self.ledger.acquire()
+        try:
+            return self._run()
+        finally:
+            self.ledger.release()
+
+    def _run(self) -> list[Outcome]:
+        ledger = self.ledger.read()
+        statuses = [cell_status(cell, self.spec.output_dir, ledger) for cell in self.spec.cells()]
+        outcomes = {s.cell.id: Outcome(s.cell, "skipped", s.reason) for s in statuses if not s.pending}
+        pending = [s for s in statuses if s.pending]
+        self.say(f"sweep {self.spec.name}: {len(statuses)} cells, {len(outcomes)} done already, {len(pending)} to run "
+                 f"(output {self.spec.output_dir})")
+        for s in statuses:
+            self.say(f"  {'skip' if not s.pending else 'run '} {s.cell.id}: {s.state}: {s.reason}")
+        slots: queue.Queue[dict[str, str]] = queue.Queue()
+        for env in child_environments(self.jobs):
+            slots.put(env)
+        interrupted = False
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [pool.submit(self._run_cell, s, slots) for s in pending]
+            try:
+                for future in futures:
+                    outcome = future.result()
+                    outcomes[outcome.cell.id] = outcome
+            except KeyboardInterrupt:
+                interrupted = True
+                self.stop()
+                for future in futures:
+                    outcome = future.result()
+                    outcomes[outcome.cell.id] = outcome
+        ordered = [outcomes[s.cell.id] for s in statuses]
+        self.summary(ordered)
+        if interrupted:
+            raise KeyboardInterrupt
+        return ordered
+
+    def stop(self) -> None:
+        """Ctrl-C: no new cells; running ones get SIGINT, so each records itself as failed before exiting."""
+        self.stopping.set()
+        for child in list(self.children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+
+    def _run_cell(self, status: CellStatus, slots: queue.Queue) -> Outcome:
+        cell = status.cell
+        if self.stopping.is_set():
+            return Outcome(cell, "interrupted", "not started: the sweep was interrupted")
+        env = slots.get()
+        try:
+            return self._execute(cell, status, env)
+        finally:
+            slots.put(env)
+
+    def _execute(self, cell: Cell, status: CellStatus, env: dict[str, str]) -> Outcome:
+        run_dir = self.spec.output_dir / cell.id
+        if run_dir.exists():
+            archived = archive(run_dir, self.spec.output_dir)
+            self.say(f"  {cell.id}: previous attempt ({status.state}) moved to {archived}")
+        attempt = self.ledger.cells.get(cell.id, {}).get("attempts", 0) + 1
+        log_path = self.ledger.logs / f"{cell.id}.{attempt}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.ledger.update(cell.id, state="running", attempts=attempt, started_at=now(), finished_at=None,
+                           error=None, log=str(log_path), overrides=list(cell.overrides))
+        self.say(f"  start {cell.id} (attempt {attempt}, log {log_path})")
+        command = [sys.executable, "-m", "attnbench", "run", *cell.overrides]
+        with open(log_path, "w") as log:
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            # Its own process group, so a Ctrl-C in the terminal reaches the sweep only and the sweep forwards one
+            # SIGINT; PARENT_ENV makes the child die with the sweep if the sweep itself is killed.
+            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**env, PARENT_ENV: str(os.getpid())},
+                                     start_new_session=True)
+            self.children.add(child)
+            try:
+                code = child.wait()
+            finally:
+                self.children.discard(child)
+        record = _read_record(run_dir / "metrics.json") or {}
+        if code == 0 and record.get("status") == "completed":
+            self.ledger.update(cell.id, state="done", finished_at=now())
+            self.say(f"  done  {cell.id}")
+            return Outcome(cell, "done", str(run_dir / "metrics.json"))
+        error = record.get("error") or _last_error_line(log_path) or f"exit code {code}"
+        state = "interrupted" if self.stopping.is_set() else "failed"
+        self.ledger.update(cell.id, state=state, finished_at=now(), error=error)
+        self.say(f"  {state} {cell.id}: {error}")
+        return Outcome(cell, state, f"{error} (log: {log_path})")
+
+    def summary(self, outcomes: list[Outcome]) -> None:
+        counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "failed", "interrupted", "skipped")}
+        self.say(f"sweep {self.spec.name} summary: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        for o in outcomes:
+            if o.state in ("failed", "interrupted"):
+                self.say(f"  {o.state} {o.cell.id}: {o.detail}")
+
+
+PARENT_ENV = "ATTNBENCH_SWEEP_PID"
+
+
+def die_with_parent() -> None:
+    """In a cell process: ask Linux to kill us when the sweep that started us dies (no orphan that would write
+    into a folder the next sweep moves aside). SIGKILL, not SIGTERM: Lightning catches SIGTERM and may finish."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the sweep died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def archive(run_dir: Path, output_dir: Path) -> Path:
+    """Move an unfinished or outdated run folder out of the records, keeping it for inspection."""
+    attempts = output_dir / ".attempts"
+    attempts.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        target = attempts / f"{run_dir.name}.{n}"
+        if not target.exists():
+            shutil.move(str(run_dir), str(target))
+            return target
+    raise AssertionError("unreachable")
+
+
+def _last_error_line(log_path: Path) -> Optional[str]:
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("attnbench:") or "Error" in line:
+            return line
+    return lines[-1] if lines else None
+
+
+# ----------------------------------------------------------------------------------------------- W&B
+
+
+def wandb_sweep_config(spec: Spec) -> dict[str, Any]:
+    """A W&B grid over the same axes; each agent runs `attnbench run --spec <spec> axis=value ...`, which
+    rebuilds exactly the local cell (base, rules, run id, output folder) from the axis values."""
+    return {
+        "name": spec.name,
+        "description": spec.description or f"attnbench sweep {spec.path}",
+        "method": "grid",
+        "parameters": {axis: {"values": list(values)} for axis, values in spec.axes.items()},
+        "command": ["${env}", "${interpreter}", "-m", "attnbench", "run", "--spec", str(spec.path), "${args_no_hyphens}"],
+    }
+
+
+def cell_from_args(spec: Spec, overrides: list[str]) -> Cell:
+    """The cell named by `axis=value` arguments (what a W&B agent passes): every axis once, nothing else."""
+    values: dict[str, Any] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or key not in spec.axes:
+            raise ConfigError(f"with --spec {spec.path}, pass only the axes ({', '.join(spec.axes)}) as axis=value; "
+                              f"got {override!r}: put other settings in the spec's base or rules")
+        matches = [v for v in spec.axes[key] if _format(v) == raw.strip()]
+        if not matches:
+            raise ConfigError(f"{key}={raw} is not a value of axis {key} in {spec.path}: one of {spec.axes[key]}")
+        values[key] = matches[0]
+    missing = [axis for axis in spec.axes if axis not in values]
+    if missing:
+        raise ConfigError(f"with --spec {spec.path}, give every axis: missing {', '.join(missing)}")
+    return spec.cell(values)
+
+
+def expand_wandb_grid(config: dict[str, Any]) -> list[list[str]]:
+    """The argument lists W&B's grid search hands to `${args_no_hyphens}`, one per grid point."""
+    names = list(config["parameters"])
+    grid = itertools.product(*(config["parameters"][name]["values"] for name in names))
+    return [[f"{name}={_format(value)}" for name, value in zip(names, point)] for point in grid]
+
+
+def create_wandb_sweep(spec: Spec, project: str, entity: str | None) -> str:
+    from attnbench.tracking.wandb_setup import check_online
+
+    check_online("attnbench sweep --wandb")
+    import wandb
+
+    return wandb.sweep(wandb_sweep_config(spec), project=project, entity=entity)
