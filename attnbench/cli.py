@@ -1,4 +1,4 @@
-"""The `attnbench` command: run, config, list, sweep, leaderboard."""
+"""The `attnbench` command: run, config, list, sweep, leaderboard, bench."""
 
 from __future__ import annotations
 
@@ -48,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
                        help="attention variant the others are tested against (default %(default)s)")
     board.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
     board.add_argument("--title", default="attnbench leaderboard", help="heading of leaderboard.md")
+    bench = sub.add_parser("bench", help="forward+backward time and memory of every variant vs F.scaled_dot_product_attention")
+    bench.add_argument("--variants", type=_names, help="comma-separated (default: every built-in variant)")
+    bench.add_argument("--lengths", type=_ints, help="sequence lengths (default GPU 64..4096, CPU 64,128,256)")
+    bench.add_argument("--batch-sizes", type=_ints, help="batch sizes (default GPU 8,32, CPU 2)")
+    bench.add_argument("--dtypes", type=_names, help="fp32, bf16, fp16 (default GPU bf16,fp32, CPU fp32)")
+    bench.add_argument("--paths", type=_names, help="fast (no weights), explicit (weights) (default both)")
+    bench.add_argument("--heads", type=int, help="heads H (default GPU 8, CPU 2)")
+    bench.add_argument("--head-dim", type=int, help="head width Dh (default GPU 64, CPU 32)")
+    bench.add_argument("--warmup", type=int, help="untimed calls before timing (default GPU 3, CPU 1)")
+    bench.add_argument("--repeats", type=int, help="timed calls; the median is reported (default GPU 10, CPU 3)")
+    bench.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    bench.add_argument("--out", default="results/bench", help="folder for <device>.json and .png (default %(default)s)")
     return parser
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 128,512") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,4 +192,23 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from attnbench import bench
+
+    device = bench.resolve_device(args.device)
+    chosen = {key: getattr(args, key) for key in ("variants", "lengths", "batch_sizes", "dtypes", "paths", "heads",
+                                                   "head_dim", "warmup", "repeats")}
+    settings = replace(bench.BenchSettings.defaults(device), **{k: v for k, v in chosen.items() if v is not None})
+    bench.check_settings(settings)
+    results = bench.run_bench(settings, progress=lambda line: print(line, flush=True))
+    files = bench.write_results(results, settings, Path(args.out))
+    failed = [r for r in results if r.status == "error"]
+    for r in failed:
+        print(f"attnbench: {r.variant} {r.path} {r.dtype} B={r.batch} T={r.length} failed: {r.error}", file=sys.stderr)
+    print(f"wrote {', '.join(map(str, files))}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

@@ -320,3 +320,10 @@ def _cell_processes(out: Path) -> list[str]:
         if f"output_dir={out}".encode() in args:
             found.append(cmdline.parent.name)
     return found
+
+
+def test_run_with_spec_refuses_a_cell_outside_the_grid(spec_path, capsys):
+    assert main(["run", "--spec", str(spec_path), "attention=dot", "model=rnn", "seed=7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed=7 is not a value of axis seed" in err[0]
+    assert not load_spec(spec_path).output_dir.exists()

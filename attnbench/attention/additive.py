@@ -6,6 +6,8 @@ H heads (1 here).
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import ClassVar
 
 import torch
@@ -15,12 +17,25 @@ from torch.utils.checkpoint import checkpoint
 from attnbench.attention import functional as AF
 
 
+@functools.cache
+def _triton_kernel():
+    """The fused kernel's entry point, or None where Triton is not installed (CPU-only installs)."""
+    try:
+        from attnbench.attention.additive_triton import additive_attention
+    except ImportError:
+        return None
+    return additive_attention
+
+
 class Additive(nn.Module):
     description: ClassVar[str] = "Bahdanau additive: score = vᵀ tanh(W_q q + W_k k)"
 
     # The fast path scores queries in chunks whose (B, chunk, Tk, A) tensor stays under this many elements
     # (2**24 fp32 = 64 MiB). An instance attribute of the same name overrides it (the tests force chunking).
     chunk_elements: int = 2**24
+    # The fused Triton kernel (additive_triton.py) is the fast path on CUDA (and on CPU under TRITON_INTERPRET=1)
+    # when Triton is installed and no dropout is active; otherwise the chunked PyTorch path below.
+    use_kernel: bool = True
 
     def __init__(
         self, query_dim: int, key_dim: int, value_dim: int, *, dropout: float = 0.0, hidden_dim: int | None = None
@@ -54,10 +69,21 @@ class Additive(nn.Module):
         k, value = (key, value) if prepared else self.prepare(key, value)  # (B, Tk, A), (B, Tk, Dv)
         q = self.W_q(query)  # (B, Tq, A)
         if not need_weights:
+            kernel = self._kernel(q)
+            if kernel is not None:
+                return kernel(q, k, self.v.weight.view(-1), value, keep), None  # (B, Tq, Dv)
             return self._chunked(q, k, value, keep), None  # (B, Tq, Dv)
         scores = self._scores(q, k)  # (B, Tq, Tk)
         out, weights = AF.attend(scores, value, keep, self.dropout, self.training)  # (B, Tq, Dv)
         return out, weights.unsqueeze(1)  # (B, 1, Tq, Tk)
+
+    def _kernel(self, q: torch.Tensor):
+        if not self.use_kernel or (self.training and self.dropout > 0):
+            return None
+        kernel = _triton_kernel()
+        if kernel is None or not (q.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+            return None
+        return kernel
 
     def _chunked(
         self, q: torch.Tensor, k: torch.Tensor, value: torch.Tensor, keep: torch.Tensor | None

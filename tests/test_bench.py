@@ -1,0 +1,38 @@
+"""`attnbench bench` at tiny sizes on the CPU: every variant and the SDPA reference measured, valid JSON and plot."""
+
+from __future__ import annotations
+
+import json
+
+from attnbench.attention import ATTENTION
+from attnbench.cli import main
+
+
+def test_bench_writes_every_case_as_json_and_a_plot(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "--device", "cpu", "--lengths", "16,32", "--batch-sizes", "2", "--heads", "2",
+                 "--head-dim", "8", "--warmup", "0", "--repeats", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    (json_path,) = out.glob("*.json")
+    data = json.loads(json_path.read_text())
+    assert data["device"].startswith("cpu") and data["settings"]["lengths"] == [16, 32]
+    rows = data["results"]
+    cases = {(r["variant"], r["path"], r["length"]) for r in rows}
+    expected = {("sdpa", "fast", t) for t in (16, 32)} | {
+        (v, p, t) for v in ATTENTION for p in ("fast", "explicit") for t in (16, 32)}
+    assert cases == expected
+    for r in rows:
+        assert r["status"] == "ok" and r["ms"] > 0 and r["ratio_to_sdpa"] > 0 and r["dtype"] == "fp32"
+        assert r["peak_mb"] is None  # memory is measured on GPUs only
+    assert all(r["ratio_to_sdpa"] == 1.0 for r in rows if r["variant"] == "sdpa")
+    assert json_path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
+    out = tmp_path / "bench"
+    for args, message in [(["--variants", "bahdanau"], "unknown variant"), (["--dtypes", "int8"], "unknown dtype"),
+                          (["--lengths", "0"], "positive integers"), (["--device", "tpu"], "one of auto, cpu, cuda")]:
+        assert main(["bench", "--out", str(out), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
