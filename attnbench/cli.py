@@ -1,4 +1,4 @@
-"""The `attnbench` command: run, config, list, sweep, leaderboard, bench."""
+"""The `attnbench` command: run, config, list, sweep, leaderboard, bench, harness."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="timed calls; the median is reported (default GPU 10, CPU 3)")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     bench.add_argument("--out", default="results/bench", help="folder for <device>.json and .png (default %(default)s)")
+    harness = sub.add_parser("harness", help="tokens/s of the Lightning harness vs a plain PyTorch loop, same batches")
+    harness.add_argument("overrides", **overrides)
+    harness.add_argument("--steps", type=int, default=200, help="training steps per side (default %(default)s)")
+    harness.add_argument("--warmup", type=int, default=20, help="untimed steps first (default %(default)s)")
+    harness.add_argument("--out", default="results/bench", help="folder for harness-<device>-<config>.json")
     return parser
 
 
@@ -211,4 +216,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def cmd_harness(args: argparse.Namespace) -> int:
+    from attnbench.config import load_config
+    from attnbench.harness import measure_harness, write_result
+
+    cfg = load_config(args.overrides)
+    result = measure_harness(cfg, steps=args.steps, warmup=args.warmup)
+    path = write_result(result, Path(args.out))
+    print(f"{result.config} on {result.device} ({result.precision}), {result.steps - result.warmup} timed steps, "
+          f"padding {100 * result.padding_fraction:.1f}%: plain loop {result.plain_tokens_per_second:,.0f} tokens/s, "
+          f"Lightning harness {result.harness_tokens_per_second:,.0f} tokens/s, ratio {result.ratio:.3f} ({path})")
+    return 0
+
+
+COMMANDS = {"harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

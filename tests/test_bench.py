@@ -36,3 +36,22 @@ def test_bench_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_harness_compares_lightning_with_a_plain_loop_on_the_same_batches(data_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["harness", f"data_dir={data_dir}", f"cache_dir={tmp_path / 'cache'}", "task.limits.train=600",
+                 "model.embed_dim=16", "model.hidden_dim=16", "--steps", "8", "--warmup", "2", "--out", str(out)])
+    assert code == 0
+    (path,) = out.glob("harness-*.json")
+    result = json.loads(path.read_text())
+    assert result["config"] == "sentiment/rnn/additive" and result["steps"] == 8 and result["warmup"] == 2
+    assert result["tokens"] > 0 and 0.0 <= result["padding_fraction"] < 1.0
+    assert result["plain_tokens_per_second"] > 0 and result["harness_tokens_per_second"] > 0
+    assert abs(result["ratio"] - result["harness_tokens_per_second"] / result["plain_tokens_per_second"]) < 1e-3
+    assert "ratio" in capsys.readouterr().out
+
+
+def test_harness_refuses_fewer_steps_than_warmup(tmp_path, capsys):
+    assert main(["harness", "--steps", "5", "--warmup", "5", "--out", str(tmp_path / "b")]) == 2
+    assert "must exceed --warmup" in capsys.readouterr().err

@@ -497,3 +497,34 @@ def test_prepared_caches_equal_recomputation(backbone: str) -> None:
     bias_token(recomputed, EOS, -1.5)
     options = {"beam_size": 3, "max_len_b": 8, **SPECIAL}
     assert beam_search(cached, src, src_mask, **options) == beam_search(recomputed, src, src_mask, **options)
+
+
+@pytest.mark.parametrize("cell, layers", [("lstm", 1), ("gru", 2), ("lstm", 3)])
+def test_rnn_encoder_equals_a_packed_bidirectional_rnn(cell, layers):
+    """The sync-free encoder (two unidirectional RNNs, the backward one on length-reversed rows) computes what
+    pack_padded_sequence + a bidirectional nn.LSTM/GRU with the same weights computes."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from attnbench.models import RNNEncoder
+
+    torch.manual_seed(0)
+    encoder = RNNEncoder(V, embed_dim=6, hidden_dim=5, num_layers=layers, cell=cell, pad_id=PAD).eval()
+    reference = nn.LSTM if cell == "lstm" else nn.GRU
+    ref = reference(6, 5, num_layers=layers, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for i in range(layers):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ref, f"{name}_l{i}").copy_(getattr(encoder.forward_rnns[i], f"{name}_l0"))
+                getattr(ref, f"{name}_l{i}_reverse").copy_(getattr(encoder.backward_rnns[i], f"{name}_l0"))
+    lengths = torch.tensor([7, 3, 1, 5])
+    mask = torch.arange(7)[None, :] < lengths[:, None]  # (B, S)
+    ids = torch.randint(3, V, (4, 7)).masked_fill(~mask, PAD)
+    out, _ = encoder(ids, mask)
+    packed = pack_padded_sequence(encoder.embed(ids), lengths, batch_first=True, enforce_sorted=False)
+    expected, _ = pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=7)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    # Trailing padding changes nothing for the real tokens.
+    longer = torch.cat([ids, torch.full((4, 3), PAD)], dim=1)
+    out_longer, _ = encoder(longer, torch.cat([mask, torch.zeros(4, 3, dtype=torch.bool)], dim=1))
+    torch.testing.assert_close(out_longer[:, :7], out, atol=1e-6, rtol=1e-5)
+    assert out_longer[:, 7:].abs().max() == 0

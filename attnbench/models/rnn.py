@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RNNEncoder(nn.Module):
-    """Embedding -> BiLSTM/BiGRU over the real tokens only (packed, so padding never enters a state)."""
+    """Embedding -> BiLSTM/BiGRU over the real tokens only: padding never enters a state.
+
+    Instead of packing (which needs the lengths on the host: a device-to-host sync every step on a GPU), each
+    layer runs two unidirectional RNNs on the padded batch: the forward one reads left to right (trailing
+    padding comes after every real token, so it cannot reach their states), the backward one reads each row
+    reversed within its own length (real tokens first, padding last). The result equals a packed
+    bidirectional nn.LSTM/nn.GRU with the same weights (tests/test_seq2seq_models.py checks it); padded
+    positions of the output are zero.
+    """
 
     def __init__(
         self, vocab_size: int, *, embed_dim: int, hidden_dim: int, num_layers: int = 1, cell: str = "lstm",
@@ -23,10 +30,11 @@ class RNNEncoder(nn.Module):
         if cell not in CELLS:
             raise ValueError(f"unknown rnn cell '{cell}': choose one of {', '.join(CELLS)}")
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = CELLS[cell](
-            embed_dim, hidden_dim, num_layers=num_layers, batch_first=True, bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-        )
+        rnn = CELLS[cell]
+        self.forward_rnns = nn.ModuleList(
+            rnn(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True) for i in range(num_layers))
+        self.backward_rnns = nn.ModuleList(
+            rnn(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True) for i in range(num_layers))
         self.dropout = nn.Dropout(dropout)
         self.out_dim = 2 * hidden_dim
 
@@ -34,9 +42,24 @@ class RNNEncoder(nn.Module):
         self, input_ids: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self.dropout(self.embed(input_ids))  # (B, T, E)
-        # pack_padded_sequence wants lengths on the CPU; >= 1 so an empty row cannot crash the kernel.
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=input_ids.size(1))  # (B, T, 2H)
-        return self.dropout(out), {}
+        lengths = mask.sum(dim=1).clamp(min=1)  # (B,) on the device: >= 1 so an empty row still has a start
+        reverse = reversal_index(lengths, input_ids.size(1))  # (B, T)
+        for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns)):
+            if i > 0:
+                x = self.dropout(x)  # between layers, as nn.LSTM(dropout=...) does
+            forward_out, _ = fwd(x)  # (B, T, H)
+            backward_out, _ = bwd(reverse_rows(x, reverse))  # (B, T, H), in reversed order
+            x = torch.cat([forward_out, reverse_rows(backward_out, reverse)], dim=-1)  # (B, T, 2H)
+        x = x * mask[..., None].to(x.dtype)  # padded positions carry nothing
+        return self.dropout(x), {}
+
+
+def reversal_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) positions that reverse each row within its length and leave its padding in place (an involution)."""
+    positions = torch.arange(T, device=lengths.device)[None, :]  # (1, T)
+    flipped = lengths[:, None] - 1 - positions  # (B, T)
+    return torch.where(flipped >= 0, flipped, positions)
+
+
+def reverse_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index[..., None].expand_as(x))  # (B, T, D)

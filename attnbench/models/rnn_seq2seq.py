@@ -1,6 +1,6 @@
 """Recurrent encoder-decoder with attention: Bahdanau et al. (2015) or Luong et al. (2015) decoder.
 
-The encoder is the classifier's bidirectional `RNNEncoder` (packed, so padding never enters a state). Its
+The encoder is the classifier's bidirectional `RNNEncoder` (padding never enters a state). Its
 states are projected to the decoder width D = 2 * hidden_dim and serve as keys = values, so every variant,
 dot products included, fits; the decoder starts from the final encoder states through a bridge
 (Linear + tanh). The decoder steps one token at a time in both teacher forcing and generation (the
