@@ -141,6 +141,9 @@ class TrainerConfig:
     deterministic: bool = False
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
+    compile: bool = False  # torch.compile the model (its forward: teacher-forced training and evaluation)
+    compile_backend: str = "inductor"
+    compile_mode: Optional[str] = None  # null (default), reduce-overhead, max-autotune
 
 
 @dataclass
@@ -364,6 +367,7 @@ _CHOICES = {
     "model.decoder_style": ("bahdanau", "luong"),
     "trainer.precision": ("auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps"),
+    "trainer.compile_mode": ("None", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "optim.scheduler": ("constant", "linear", "cosine"),
     "wandb.mode": ("online", "offline", "disabled"),
 }
@@ -422,6 +426,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.task.family == "classification" and len(cfg.task.labels) < 2:
         raise ConfigError("task.labels needs at least two label names for a classification task")
     _validate_attention(cfg)
+    if cfg.trainer.compile:
+        import torch._dynamo
+
+        if cfg.trainer.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
+            raise ConfigError(f"trainer.compile_backend={cfg.trainer.compile_backend} is not a torch.compile backend: "
+                              f"e.g. {', '.join(torch._dynamo.list_backends())}")
     if cfg.run_id is not None and (not cfg.run_id or "/" in cfg.run_id or cfg.run_id.startswith(".")):
         raise ConfigError(f"run_id={cfg.run_id!r} must be a plain folder name (no '/', not starting with '.')")
 

@@ -91,15 +91,23 @@ def build_task(cfg: DictConfig, data) -> pl.LightningModule:
     if cfg.task.family == "classification":
         model = build_classifier(model_cfg, attention_cfg, vocab_size=data.vocab_size, num_labels=data.num_labels,
                                  pad_id=data.pad_id)
-        return ClassificationTask(model, label_names=data.label_names, optim=optim)
+        return ClassificationTask(maybe_compile(cfg, model), label_names=data.label_names, optim=optim)
     model = build_seq2seq(model_cfg, attention_cfg, src_vocab=data.src_vocab_size, tgt_vocab=data.tgt_vocab_size,
                           pad_id=data.pad_id, shared_vocab=data.shared_vocab)
-    return Seq2SeqTask(
-        model, optim=optim, label_smoothing=cfg.task.label_smoothing, pad_id=data.pad_id, bos_id=data.bos_id,
+    return Seq2SeqTask(maybe_compile(cfg, model), 
+        optim=optim, label_smoothing=cfg.task.label_smoothing, pad_id=data.pad_id, bos_id=data.bos_id,
         eos_id=data.eos_id, decoding=OmegaConf.to_container(cfg.task.decoding), scorer=cfg.task.scorer,
         decode=data.decode, token=data.tgt_tokenizer.id_to_token,
         references={split: data.references(split) for split in ("validation", "test")},
     )
+
+
+def maybe_compile(cfg: DictConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """trainer.compile=true: torch.compile the model's forward (other methods, e.g. beam search's encode and
+    step, still run eagerly through the wrapper). Measure the gain with `attnbench harness trainer.compile=true`."""
+    if not cfg.trainer.compile:
+        return model
+    return torch.compile(model, backend=cfg.trainer.compile_backend, mode=cfg.trainer.compile_mode)
 
 
 def uses_gpu(cfg: DictConfig) -> bool:

@@ -162,3 +162,15 @@ def test_atomic_records_are_readable_like_ordinary_files(tmp_path):
     os.umask(mask)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~mask
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"a": 1}
+
+
+def test_compiled_model_trains_through_the_cli(data_dir, shared_cache, tmp_path):
+    """trainer.compile=true wraps the model in torch.compile; the eager backend traces it with dynamo without
+    needing a C++ compiler, so this checks the plumbing (training, evaluation, beam-free record) on any CPU."""
+    code = main(tiny_run(data_dir, shared_cache, tmp_path, "attention=additive", "model=rnn", *BACKBONES["rnn"],
+                         "trainer.compile=true", "trainer.compile_backend=eager", "trainer.max_epochs=1"))
+    assert code == 0
+    record = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
+    assert record["status"] == "completed" and 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0
+    saved = load_saved_config(only_run_dir(tmp_path) / "config.yaml")
+    assert saved.trainer.compile is True
