@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 
 from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.data import build_datamodule
+from attnbench.data.batching import padding_fraction
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
 from attnbench.tracking.attention_maps import AttentionMaps
@@ -162,7 +163,9 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
         "model": cfg.model.name,
         "seed": cfg.seed,
         "metrics": {},
-        "cost": {"params": sum(p.numel() for p in task.parameters())},
+        # Padding share of the first epoch's training batches: what length bucketing / the token budget save.
+        "cost": {"params": sum(p.numel() for p in task.parameters()),
+                 "padding_fraction": round(padding_fraction(data.lengths("train"), list(data.sampler("train"))), 4)},
         "provenance": {
             **git_state(),
             "config_hash": config_hash(cfg),
