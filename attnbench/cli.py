@@ -107,7 +107,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"attnbench: run failed: {type(err).__name__}: {err} (status recorded in {cfg.output_dir}/{cfg.run_id})",
               file=sys.stderr)
         return 1
-    print(f"run {cfg.run_id} completed: {run_dir / 'metrics.json'}")
+    from pytorch_lightning.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every rank returns here; one line is enough
+        print(f"run {cfg.run_id} completed: {run_dir / 'metrics.json'}")
     return 0
 
 

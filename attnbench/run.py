@@ -7,6 +7,7 @@ metrics.json whose status is "completed" or "failed" (with the error), never wit
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
+from pytorch_lightning.utilities import rank_zero_only
 
 from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.data import build_datamodule
@@ -40,11 +42,20 @@ def run(cfg: DictConfig) -> Path:
     data.setup("fit")
     task = build_task(cfg, data)
 
-    cfg.run_id = cfg.run_id or new_run_id(cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
-    run_dir = create_run_dir(output_dir, cfg.run_id)
-    write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    # Under DDP, Lightning starts ranks 1..N-1 at trainer.fit by re-running this command; they find the run id
+    # rank 0 chose in the environment, use its folder, and write nothing (rank 0 writes every file).
+    rank0 = rank_zero_only.rank == 0
+    cfg.run_id = cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
+        cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
+    if rank0:
+        run_dir = create_run_dir(output_dir, cfg.run_id)
+        write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    else:
+        run_dir = output_dir / cfg.run_id
     logger = make_logger(cfg, run_dir)
     record = base_record(cfg, data, task, started_at)
+    if cfg.trainer.devices > 1 and rank0:
+        os.environ[RUN_ID_ENV] = cfg.run_id
     try:
         trainer, timer = build_trainer(cfg, run_dir, logger, data)
         trainer.fit(task, datamodule=data)
@@ -53,7 +64,8 @@ def run(cfg: DictConfig) -> Path:
         test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
         # Before validate(): it reuses the task's output buffers. Seq2seq knows its signatures once scored.
-        write_jsonl(run_dir / "predictions.jsonl", task.predictions())
+        if rank0:
+            write_jsonl(run_dir / "predictions.jsonl", task.predictions())
         record["provenance"]["metric_signatures"] = task.metric_signatures()
         val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         fit_seconds = train_seconds - timer.time_elapsed("validate")
@@ -77,13 +89,18 @@ def run(cfg: DictConfig) -> Path:
         record.update(status="failed", error=f"interrupted ({error})" if interrupted else error)
         raise
     finally:
+        os.environ.pop(RUN_ID_ENV, None)
         record["provenance"]["finished_at"] = now()
-        write_json(run_dir / "metrics.json", record)
+        if rank0:
+            write_json(run_dir / "metrics.json", record)
         if logger is not None:
             import wandb
 
             wandb.finish(exit_code=0 if record["status"] == "completed" else 1)
     return run_dir
+
+
+RUN_ID_ENV = "ATTNBENCH_RUN_ID"
 
 
 def build_task(cfg: DictConfig, data) -> pl.LightningModule:
@@ -141,6 +158,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         )
     trainer = pl.Trainer(
         max_epochs=t.max_epochs, max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices,
+        # Several devices: DDP, with our length-bucketed sampler sharding the batches itself (datamodule.py).
+        strategy="ddp" if t.devices > 1 else "auto", use_distributed_sampler=False,
         precision=resolve_precision(cfg), gradient_clip_val=t.gradient_clip_val,
         val_check_interval=t.val_check_interval, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,

@@ -26,12 +26,20 @@ class BucketBatchSampler(Sampler[list[int]]):
     The pools interleave the length-sorted order (random among equal lengths) instead of being random
     subsets: every pool then holds the same lengths in every epoch, so the number of batches is the same in
     every epoch. That matters because Lightning reads `len()` once and stops an epoch after that many batches.
+
+    Distributed (`num_replicas` > 1): every rank builds the same global batch list (same seed and epoch) and
+    takes every num_replicas-th batch from position `rank`. In training the list is first padded by repeating
+    its first batches so that all ranks run the same number of steps (as torch's DistributedSampler does);
+    in evaluation nothing is added or dropped: every example is evaluated exactly once, on exactly one rank.
     """
 
     def __init__(self, lengths: Sequence[int], *, batch_size: int, max_tokens: int | None, shuffle: bool, seed: int,
-                 pool_batches: int = 50) -> None:
+                 pool_batches: int = 50, num_replicas: int = 1, rank: int = 0) -> None:
         if batch_size <= 0 or pool_batches <= 0 or (max_tokens is not None and max_tokens <= 0):
             raise ValueError("batch_size, pool_batches and max_tokens must be positive")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} of {num_replicas} replicas is not a valid shard")
+        self.num_replicas, self.rank = num_replicas, rank
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -50,8 +58,16 @@ class BucketBatchSampler(Sampler[list[int]]):
     def batches(self) -> list[list[int]]:
         """This epoch's batches, in the order they are yielded."""
         if self._cache is None or self._cache[0] != self.epoch:
-            self._cache = (self.epoch, self._make_batches())
+            self._cache = (self.epoch, self._shard(self._make_batches()))
         return self._cache[1]
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        if self.num_replicas == 1:
+            return batches
+        if self.shuffle:
+            total = -(-len(batches) // self.num_replicas) * self.num_replicas
+            batches = batches + [batches[i % len(batches)] for i in range(total - len(batches))]
+        return batches[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()

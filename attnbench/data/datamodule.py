@@ -69,10 +69,12 @@ def tokenize_splits(raw: dict[str, Dataset], encode: Callable[..., dict[str, lis
     return tokenized
 
 
-def bucket_sampler(cfg: DictConfig, lengths: Sequence[int], shuffle: bool) -> BucketBatchSampler:
+def bucket_sampler(cfg: DictConfig, lengths: Sequence[int], shuffle: bool, trainer=None) -> BucketBatchSampler:
+    """The split's batch sampler; under a multi-process trainer, this rank's shard of it."""
     t = cfg.trainer
+    replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     return BucketBatchSampler(lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, shuffle=shuffle,
-                              seed=cfg.seed)
+                              seed=cfg.seed, num_replicas=replicas, rank=rank)
 
 
 def make_loader(cfg: DictConfig, dataset: Dataset, columns: list[str], sampler: BucketBatchSampler,
@@ -143,7 +145,7 @@ class ClassificationDataModule(pl.LightningDataModule):
     # ---- loaders -------------------------------------------------------------------------------------------
 
     def sampler(self, split: str) -> BucketBatchSampler:
-        return bucket_sampler(self.cfg, self.lengths(split), shuffle=split == "train")
+        return bucket_sampler(self.cfg, self.lengths(split), shuffle=split == "train", trainer=self.trainer)
 
     def lengths(self, split: str) -> list[int]:
         return list(self.splits[split]["length"])
@@ -259,7 +261,7 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         return collate_seq2seq(examples, self.pad_id, self.bos_id, self.eos_id)
 
     def sampler(self, split: str) -> BucketBatchSampler:
-        return bucket_sampler(self.cfg, self.lengths(split), shuffle=split == "train")
+        return bucket_sampler(self.cfg, self.lengths(split), shuffle=split == "train", trainer=self.trainer)
 
     def lengths(self, split: str) -> list[int]:
         """max(source length, decoder length) per example: what bucketing and the token budget count."""

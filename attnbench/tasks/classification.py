@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.tasks.metrics import classification_metrics, classification_signatures
+from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.loss_trace import LossTrace
 from attnbench.tasks.optim import configure_optimizer
 from attnbench.tasks.probes import ProbeMaps
@@ -48,33 +49,39 @@ class ClassificationTask(pl.LightningModule):
         logits, _ = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])
         self.val_metrics.update(logits, batch["labels"])
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["labels"].numel(), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
+        self.test_rows: dict[int, tuple[int, int]] = {}
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, _ = self(batch)
         self.test_metrics.update(logits, batch["labels"])
-        self.log("test/loss", F.cross_entropy(logits, batch["labels"]), batch_size=batch["labels"].numel())
+        self.log("test/loss", F.cross_entropy(logits, batch["labels"]), batch_size=batch["labels"].numel(),
+                 sync_dist=True)
         self.test_predictions.append((batch["ids"], logits.argmax(-1), batch["labels"]))
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)  # equal on all ranks: torchmetrics reduced them
         self.test_metrics.reset()
-
-    def predictions(self) -> list[dict[str, int]]:
-        """Test predictions as records {id, prediction, gold}, sorted by example id."""
-        rows = [
-            {"id": int(i), "prediction": int(p), "gold": int(g)}
+        local = {
+            int(i): (int(p), int(g))
             for ids, preds, golds in self.test_predictions
             for i, p, g in zip(ids.tolist(), preds.tolist(), golds.tolist())
-        ]
-        return sorted(rows, key=lambda row: row["id"])
+        }
+        self.test_rows = gather_dict(local)
+
+    def on_train_end(self) -> None:
+        self.train_tokens = sum_over_ranks(self, self.train_tokens)
+
+    def predictions(self) -> list[dict[str, int]]:
+        """Test predictions of every rank as records {id, prediction, gold}, sorted by example id."""
+        return [{"id": i, "prediction": p, "gold": g} for i, (p, g) in sorted(self.test_rows.items())]
 
     def probe_maps(self, batch: dict[str, torch.Tensor], examples: list[dict[str, Any]]) -> list[ProbeMaps]:
         """Every attention map of the probe examples: pooling (H, 1, T), and self-attention (H, T, T) per layer."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.models.beam_search import beam_search, greedy_search
+from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.loss_trace import LossTrace
 from attnbench.tasks.metrics import corpus_bleu, rouge_scores
 from attnbench.tasks.optim import configure_optimizer
@@ -73,9 +74,11 @@ class Seq2SeqTask(pl.LightningModule):
         self.eval_tokens += batch["tgt_mask"].sum()
 
     def _log_nll(self, stage: str) -> None:
-        loss = (self.eval_nll / self.eval_tokens.clamp(min=1)).float()
-        self.log(f"{stage}/loss", loss, prog_bar=True)
-        self.log(f"{stage}/ppl", loss.exp())
+        nll, tokens = sum_over_ranks(self, self.eval_nll), sum_over_ranks(self, self.eval_tokens)
+        loss = (nll / tokens.clamp(min=1)).float()
+        # Already equal on every rank; sync_dist only states that (and averages equal values).
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/ppl", loss.exp(), sync_dist=True)
         self.eval_nll.zero_()
         self.eval_tokens.zero_()
 
@@ -114,8 +117,10 @@ class Seq2SeqTask(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_nll("val")
+        self.outputs = gather_dict(self.outputs)  # every rank scores all outputs, so all log the same value
         if self.outputs and not self.trainer.sanity_checking:
-            self.log_dict({f"val/{k}": v for k, v in self._score("validation").items()}, prog_bar=True)
+            self.log_dict({f"val/{k}": v for k, v in self._score("validation").items()}, prog_bar=True,
+                          sync_dist=True)
 
     # ---- test: full beam search ----------------------------------------------------------------------------
 
@@ -131,7 +136,11 @@ class Seq2SeqTask(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_nll("test")
-        self.log_dict({f"test/{k}": v for k, v in self._score("test").items()})
+        self.outputs = gather_dict(self.outputs)
+        self.log_dict({f"test/{k}": v for k, v in self._score("test").items()}, sync_dist=True)
+
+    def on_train_end(self) -> None:
+        self.train_tokens = sum_over_ranks(self, self.train_tokens)
 
     def predictions(self) -> list[dict[str, Any]]:
         """Test outputs {id, prediction, gold} by id: detokenized hypothesis and the raw reference."""
