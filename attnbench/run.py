@@ -22,6 +22,7 @@ from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
+from attnbench.tasks.finite import FiniteLoss
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
@@ -146,7 +147,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         save_top_k=1, save_last=True,
     )
     timer = Timer()
-    callbacks: list[pl.Callback] = [checkpoint, timer]
+    callbacks: list[pl.Callback] = [checkpoint, timer, FiniteLoss(every=t.log_every_n_steps)]
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience))
     if logger is not None:

@@ -53,3 +53,18 @@ class FailsInTraining(GatedDot):
         if self.calls > 2:
             raise RuntimeError("injected failure in attention forward")
         return super().forward(*args, **kwargs)
+
+
+class NaNInTraining(GatedDot):
+    """Returns NaN from the third training step on: the run must stop as failed, naming the NaN loss."""
+
+    description = "turns NaN on purpose"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += self.training
+        out, weights = super().forward(*args, **kwargs)
+        return (out * float("nan"), weights) if self.calls > 2 else (out, weights)

@@ -174,3 +174,15 @@ def test_compiled_model_trains_through_the_cli(data_dir, shared_cache, tmp_path)
     assert record["status"] == "completed" and 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0
     saved = load_saved_config(only_run_dir(tmp_path) / "config.yaml")
     assert saved.trainer.compile is True
+
+
+def test_nan_loss_stops_the_run_as_failed(data_dir, shared_cache, tmp_path, capsys):
+    code = main(tiny_run(data_dir, shared_cache, tmp_path, "attention=custom",
+                         "attention.impl=tests.custom_attention:NaNInTraining", "model.embed_dim=48",
+                         "model.hidden_dim=32", "trainer.log_every_n_steps=1"))
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "training loss is nan at step" in err[-1] and "lower optim.lr" in err[-1]
+    record = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("FloatingPointError: training loss is nan")
+    assert not (only_run_dir(tmp_path) / "predictions.jsonl").exists()
