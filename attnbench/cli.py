@@ -1,4 +1,4 @@
-"""The `attnbench` command: run, config, list, sweep, leaderboard, bench, harness."""
+"""The `attnbench` command: run, config, list, sweep, leaderboard, bench, harness, verify."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="timed calls; the median is reported (default GPU 10, CPU 3)")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     bench.add_argument("--out", default="results/bench", help="folder for <device>.json and .png (default %(default)s)")
+    check = sub.add_parser("verify", help="re-run a recorded run from its saved config and compare every metric")
+    check.add_argument("run_dir", help="a run folder, e.g. results/runs/<run_id>")
+    check.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default %(default)s)")
+    check.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance (default %(default)s)")
+    check.add_argument("--keep", action="store_true", help="keep the re-run's folder (printed) instead of removing it")
     harness = sub.add_parser("harness", help="tokens/s of the Lightning harness vs a plain PyTorch loop, same batches")
     harness.add_argument("overrides", **overrides)
     harness.add_argument("--steps", type=int, default=200, help="training steps per side (default %(default)s)")
@@ -232,4 +237,20 @@ def cmd_harness(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+def cmd_verify(args: argparse.Namespace) -> int:
+    from attnbench.verify import verify
+
+    if args.rtol < 0 or args.atol < 0:
+        raise ConfigError("--rtol and --atol must be >= 0")
+    checks, notes, rerun_dir = verify(Path(args.run_dir), rtol=args.rtol, atol=args.atol, keep=args.keep)
+    for check in checks:
+        print(check.line())
+    for note in notes:
+        print(f"note: {note}")
+    failed = [c for c in checks if not c.passed]
+    kept = f"; re-run kept in {rerun_dir}" if args.keep else ""
+    print(f"verify {args.run_dir}: {len(checks) - len(failed)} of {len(checks)} metrics reproduced{kept}")
+    return 1 if failed or not checks else 0
+
+
+COMMANDS = {"verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

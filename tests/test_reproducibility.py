@@ -1,0 +1,75 @@
+"""Reproducibility on CPU: seed + trainer.deterministic=true gives identical metrics; `attnbench verify` re-runs a
+record and passes, and catches a record that its configuration does not reproduce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from attnbench.cli import main
+
+
+def tiny(data_dir: Path, cache: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", f"data_dir={data_dir}", f"cache_dir={cache}", f"output_dir={out}", "task.limits.train=400",
+            "task.limits.validation=64", "task.limits.test=96", "task.probes=0", "trainer.max_epochs=2",
+            "trainer.batch_size=32", "model.embed_dim=24", "model.hidden_dim=16", "model.dropout=0.3",
+            "trainer.deterministic=true", "trainer.enable_progress_bar=false", "wandb.mode=disabled",
+            "trainer.early_stopping_patience=0", *extra]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def only(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+@pytest.mark.parametrize("model", ["rnn", "transformer"])
+def test_two_deterministic_runs_give_identical_metrics(model, data_dir, cache, tmp_path):
+    records = []
+    for name in ("a", "b"):
+        assert main(tiny(data_dir, cache, tmp_path / name, f"model={model}", "attention=additive", "seed=7")) == 0
+        records.append(json.loads((only(tmp_path / name) / "metrics.json").read_text()))
+    assert records[0]["metrics"] == records[1]["metrics"]
+    assert (only(tmp_path / "a") / "predictions.jsonl").read_text() == (only(tmp_path / "b") / "predictions.jsonl").read_text()
+    # A different seed is a different run (the comparison above can fail).
+    assert main(tiny(data_dir, cache, tmp_path / "c", f"model={model}", "attention=additive", "seed=8")) == 0
+    other = json.loads((only(tmp_path / "c") / "metrics.json").read_text())
+    assert other["metrics"]["train"] != records[0]["metrics"]["train"]
+
+
+def test_verify_reproduces_a_record_and_catches_a_wrong_one(data_dir, cache, tmp_path, capsys):
+    assert main(tiny(data_dir, cache, tmp_path / "runs", "attention=dot")) == 0
+    run_dir = only(tmp_path / "runs")
+    capsys.readouterr()
+    assert main(["verify", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS test/accuracy" in out and "FAIL" not in out and "metrics reproduced" in out
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]  # nothing added next to the record
+
+    record = json.loads((run_dir / "metrics.json").read_text())
+    record["metrics"]["test"]["accuracy"] += 0.05
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    assert main(["verify", str(run_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL test/accuracy" in out and "PASS val/accuracy" in out
+
+
+@pytest.mark.parametrize("case", ["not a run folder", "failed run", "damaged record"])
+def test_verify_refuses_what_it_cannot_verify(case, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if case != "not a run folder":
+        (run_dir / "config.yaml").write_text("seed: 1\n")
+        (run_dir / "metrics.json").write_text('{"status": "failed"}' if case == "failed run" else '{"status": ')
+    assert main(["verify", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("attnbench: error:")
+    message = {"not a run folder": "is not a run folder", "failed run": "only completed runs",
+               "damaged record": "not valid JSON"}[case]
+    assert message in err[0]
