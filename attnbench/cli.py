@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = args.overrides
     if args.spec:
         overrides = list(cell_from_args(load_spec(args.spec), overrides).overrides)
-    cfg = load_config(overrides)
+    folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=") and o != "resume=auto"), None)
+    cfg = resume_folder_config(folder, overrides) if folder else load_config(overrides)
     from attnbench.run import run  # heavy imports only once the config is known to be valid
 
     try:
@@ -117,6 +118,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if rank_zero_only.rank == 0:  # under DDP every rank returns here; one line is enough
         print(f"run {cfg.run_id} completed: {run_dir / 'metrics.json'}")
     return 0
+
+
+def resume_folder_config(folder: str, overrides: list[str]):
+    """resume=<run folder>: that run's saved configuration, continued in place."""
+    from attnbench.config import load_saved_config
+
+    path = Path(folder)
+    if len(overrides) != 1:
+        raise ConfigError(f"resume={folder} takes the configuration from the folder: pass no other overrides "
+                          "(or use resume=auto with the run's overrides)")
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"resume={folder}: no run folder with a config.yaml there; pass results/runs/<run_id>")
+    cfg = load_saved_config(path / "config.yaml")
+    cfg.resume, cfg.output_dir, cfg.run_id = "auto", str(path.parent), path.name
+    return cfg
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -170,6 +170,7 @@ class RunConfig:
     data_dir: Optional[str] = None  # default $ATTNBENCH_DATA_DIR
     cache_dir: Optional[str] = None  # default $ATTNBENCH_CACHE_DIR, else ~/.cache/attnbench
     run_id: Optional[str] = None
+    resume: Optional[str] = None  # auto: continue this config's unfinished run from its last checkpoint
     task: TaskConfig = field(default_factory=TaskConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -432,6 +433,8 @@ def validate(cfg: DictConfig) -> None:
         if cfg.trainer.compile_backend not in torch._dynamo.list_backends(exclude_tags=()):
             raise ConfigError(f"trainer.compile_backend={cfg.trainer.compile_backend} is not a torch.compile backend: "
                               f"e.g. {', '.join(torch._dynamo.list_backends())}")
+    if cfg.resume is not None and cfg.resume != "auto":
+        raise ConfigError(f"resume={cfg.resume}: use resume=auto (with the run's overrides), or resume=<run folder> alone")
     if cfg.run_id is not None and (not cfg.run_id or "/" in cfg.run_id or cfg.run_id.startswith(".")):
         raise ConfigError(f"run_id={cfg.run_id!r} must be a plain folder name (no '/', not starting with '.')")
 
@@ -524,7 +527,7 @@ def attention_width(cfg: DictConfig) -> int:
 def config_hash(cfg: DictConfig) -> str:
     """Hash of what determines a run's result (not where it is written or what it is called)."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("output_dir", "data_dir", "cache_dir", "run_id", "wandb"):
+    for key in ("output_dir", "data_dir", "cache_dir", "run_id", "wandb", "resume"):
         data.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -7,6 +7,7 @@ metrics.json whose status is "completed" or "failed" (with the error), never wit
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -17,12 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench.config import attention_label, config_hash, to_yaml
+from attnbench.config import attention_label, config_hash, load_saved_config, to_yaml
+from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
 from attnbench.tasks.finite import FiniteLoss
+from attnbench.tasks.resume import ResumableState
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
@@ -46,21 +49,28 @@ def run(cfg: DictConfig) -> Path:
     # Under DDP, Lightning starts ranks 1..N-1 at trainer.fit by re-running this command; they find the run id
     # rank 0 chose in the environment, use its folder, and write nothing (rank 0 writes every file).
     rank0 = rank_zero_only.rank == 0
-    cfg.run_id = cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
+    resume_dir = find_resumable(cfg, output_dir) if cfg.resume else None
+    cfg.run_id = (resume_dir.name if resume_dir else None) or cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
         cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
-    if rank0:
+    if resume_dir is not None or not rank0:
+        run_dir = output_dir / cfg.run_id
+    else:
         run_dir = create_run_dir(output_dir, cfg.run_id)
         write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    else:
-        run_dir = output_dir / cfg.run_id
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume_from = str(last) if resume_dir is not None and last.is_file() else None
     logger = make_logger(cfg, run_dir)
     record = base_record(cfg, data, task, started_at)
     if cfg.trainer.devices > 1 and rank0:
         os.environ[RUN_ID_ENV] = cfg.run_id
     try:
         trainer, timer = build_trainer(cfg, run_dir, logger, data)
-        trainer.fit(task, datamodule=data)
-        train_seconds = timer.time_elapsed("train")
+        trainer.fit(task, datamodule=data, ckpt_path=resume_from)
+        train_seconds = timer.time_elapsed("train")  # the Timer's state is in the checkpoint: all attempts
+        # Read before test/validate load the best checkpoint, whose tallies are those of an earlier epoch.
+        train_tokens, train_loss = int(task.train_tokens), task.train_loss_summary()
+        if resume_from:
+            record["resumed_from"] = _relative(resume_from, run_dir)
         eval_start = time.perf_counter()
         test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         eval_seconds = time.perf_counter() - eval_start
@@ -72,12 +82,12 @@ def run(cfg: DictConfig) -> Path:
         fit_seconds = train_seconds - timer.time_elapsed("validate")
         record.update(
             status="completed",
-            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": task.train_loss_summary()},
+            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": train_loss},
         )
         record["cost"].update(
             train_seconds=round(train_seconds, 3),
             eval_seconds=round(eval_seconds, 3),
-            tokens_per_second=round(int(task.train_tokens) / max(fit_seconds, 1e-9), 1),
+            tokens_per_second=round(train_tokens / max(fit_seconds, 1e-9), 1),
             peak_memory_mb=round(peak_memory_mb(), 1),
             epochs=trainer.current_epoch,
             steps=trainer.global_step,
@@ -102,6 +112,38 @@ def run(cfg: DictConfig) -> Path:
 
 
 RUN_ID_ENV = "ATTNBENCH_RUN_ID"
+
+
+def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """resume=auto: the unfinished run of this configuration to continue, or None for a fresh start.
+
+    With run_id set, that folder (refused if it already completed, or holds another configuration); without,
+    the newest folder in output_dir with the same configuration hash and no completed record.
+    """
+    def finished(run_dir: Path) -> bool:
+        try:
+            return json.loads((run_dir / "metrics.json").read_text()).get("status") == "completed"
+        except (OSError, ValueError):
+            return False
+
+    def same_config(run_dir: Path) -> bool:
+        try:
+            return config_hash(load_saved_config(run_dir / "config.yaml")) == config_hash(cfg)
+        except Exception:
+            return False
+
+    if cfg.run_id:
+        run_dir = output_dir / cfg.run_id
+        if not run_dir.is_dir():
+            return None
+        if finished(run_dir):
+            raise ConfigError(f"run {run_dir} already completed: nothing to resume (use another run_id= to run again)")
+        if not same_config(run_dir):
+            raise ConfigError(f"run {run_dir} holds another configuration: resume it with resume={run_dir} alone, "
+                              "or pass the overrides it was started with")
+        return run_dir
+    candidates = [d for d in output_dir.glob("*/") if d.is_dir() and not finished(d) and same_config(d)]
+    return max(candidates, key=lambda d: d.stat().st_mtime, default=None)
 
 
 def build_task(cfg: DictConfig, data) -> pl.LightningModule:
@@ -147,7 +189,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         save_top_k=1, save_last=True,
     )
     timer = Timer()
-    callbacks: list[pl.Callback] = [checkpoint, timer, FiniteLoss(every=t.log_every_n_steps)]
+    callbacks: list[pl.Callback] = [checkpoint, timer, FiniteLoss(every=t.log_every_n_steps), ResumableState()]
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience))
     if logger is not None:

@@ -73,3 +73,51 @@ def test_verify_refuses_what_it_cannot_verify(case, tmp_path, capsys):
     message = {"not a run folder": "is not a run folder", "failed run": "only completed runs",
                "damaged record": "not valid JSON"}[case]
     assert message in err[0]
+
+
+def test_killed_run_resumes_to_the_same_metrics(data_dir, cache, tmp_path):
+    """SIGKILL after the first epoch's checkpoint, then resume=auto: the final record equals an uninterrupted run's
+    (deterministic CPU mode; the checkpoint carries the RNG states, token count and loss trace)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = tiny(data_dir, cache, tmp_path / "runs", "task.limits.train=3000", "trainer.max_epochs=4", "seed=3",
+                "wandb.mode=offline")
+    assert main([*args, "run_id=whole"]) == 0
+    cut = tmp_path / "runs" / "cut"
+    # Its own W&B service: wandb hands WANDB_SERVICE to child processes, and a killed child would leave its run
+    # registered in this test process's service.
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "attnbench", *args, "run_id=cut"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (cut / "checkpoints" / "last.ckpt").exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the checkpoint file be written completely
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (cut / "metrics.json").exists()  # killed mid-training, before any record
+
+    assert main([*args, "run_id=cut", "resume=auto"]) == 0
+    whole = json.loads((tmp_path / "runs" / "whole" / "metrics.json").read_text())
+    resumed = json.loads((cut / "metrics.json").read_text())
+    assert resumed["status"] == "completed" and resumed["resumed_from"] == "checkpoints/last.ckpt"
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["cost"]["steps"] == whole["cost"]["steps"] and resumed["cost"]["epochs"] == whole["cost"]["epochs"]
+    assert (cut / "predictions.jsonl").read_text() == (tmp_path / "runs" / "whole" / "predictions.jsonl").read_text()
+    # The W&B run continues under the same id: both attempts' offline runs carry it.
+    assert sorted(p.name.rsplit("-", 1)[-1] for p in (cut / "wandb").glob("offline-run-*")) == ["cut", "cut"]
+
+    # Resuming a completed run is refused; resume=<folder> takes the folder's own configuration.
+    assert main([*args, "run_id=cut", "resume=auto"]) == 2
+    assert main(["run", f"resume={tmp_path / 'runs' / 'whole'}"]) == 2  # completed as well
+    assert main(["run", f"resume={cut}", "seed=1"]) == 2  # a folder resume takes no other overrides
+
+
+def test_resume_auto_without_a_previous_run_starts_fresh(data_dir, cache, tmp_path):
+    assert main(tiny(data_dir, cache, tmp_path / "runs", "trainer.max_epochs=1", "resume=auto")) == 0
+    record = json.loads((only(tmp_path / "runs") / "metrics.json").read_text())
+    assert record["status"] == "completed" and "resumed_from" not in record

@@ -23,3 +23,10 @@ class LossTrace:
         if not self.first:
             return {}
         return {"loss_start": torch.stack(self.first).mean().item(), "loss_end": torch.stack(self.last).mean().item()}
+
+    def state_dict(self) -> dict:
+        return {"first": [float(x) for x in self.first], "last": [float(x) for x in self.last]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first = [torch.tensor(x) for x in state["first"]]
+        self.last = [torch.tensor(x) for x in state["last"]]

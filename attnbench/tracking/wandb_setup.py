@@ -50,6 +50,7 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         name=cfg.run_id,
         # Under `wandb agent` the agent owns the run id; elsewhere the run id names the W&B run.
         id=None if os.environ.get("WANDB_SWEEP_ID") else cfg.run_id,
+        resume="allow",  # resume=auto continues the same W&B run (same id) rather than starting another
         save_dir=str(run_dir),
         # Seeds of one cell share a group, so the W&B UI averages them; tags filter by axis.
         group=f"{task}/{model}/{attention}",
