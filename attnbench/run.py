@@ -52,18 +52,21 @@ def run(cfg: DictConfig) -> Path:
     resume_dir = find_resumable(cfg, output_dir) if cfg.resume else None
     cfg.run_id = (resume_dir.name if resume_dir else None) or cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
         cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
+    record = base_record(cfg, data, task, started_at)
+    logger = None
     if resume_dir is not None or not rank0:
         run_dir = output_dir / cfg.run_id
     else:
         run_dir = create_run_dir(output_dir, cfg.run_id)
-        write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if resume_dir is not None and last.is_file() else None
-    logger = make_logger(cfg, run_dir)
-    record = base_record(cfg, data, task, started_at)
-    if cfg.trainer.devices > 1 and rank0:
-        os.environ[RUN_ID_ENV] = cfg.run_id
+    # From here on the folder exists, so whatever stops the run (an error, Ctrl-C) ends in a metrics.json.
     try:
+        if resume_dir is None and rank0:
+            write_atomic(run_dir / "config.yaml", to_yaml(cfg))
+        last = run_dir / "checkpoints" / "last.ckpt"
+        resume_from = str(last) if resume_dir is not None and last.is_file() else None
+        logger = make_logger(cfg, run_dir)
+        if cfg.trainer.devices > 1 and rank0:
+            os.environ[RUN_ID_ENV] = cfg.run_id
         trainer, timer = build_trainer(cfg, run_dir, logger, data)
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
         train_seconds = timer.time_elapsed("train")  # the Timer's state is in the checkpoint: all attempts
