@@ -14,3 +14,7 @@ class ConfigError(AttnbenchError):
 
 class DataError(AttnbenchError):
     """A dataset is missing, unreachable or malformed."""
+
+
+class ResourceError(AttnbenchError):
+    """The machine cannot do what was asked: no disk space left, for instance."""

@@ -327,3 +327,35 @@ def test_run_with_spec_refuses_a_cell_outside_the_grid(spec_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed=7 is not a value of axis seed" in err[0]
     assert not load_spec(spec_path).output_dir.exists()
+
+
+def test_crashed_cell_is_recorded_does_not_stop_the_sweep_and_is_retried(data_dir, tmp_path):
+    out = tmp_path / "runs"
+    spec = write_spec(tmp_path / "crash.yaml", f"""# one cell crashes
+name: crash
+output_dir: {out}
+base: [data_dir={data_dir}, cache_dir={tmp_path / 'cache'}, task.limits.train=200, task.limits.validation=32,
+       task.limits.test=32, task.probes=0, trainer.max_epochs=1, model.embed_dim=16, model.hidden_dim=16,
+       wandb.mode=disabled, trainer.early_stopping_patience=0]
+axes:
+  attention.impl: ["tests.custom_attention:FailsInTraining", "tests.custom_attention:GatedDot"]
+rules:
+  - when: {{attention.impl: "tests.custom_attention:FailsInTraining"}}
+    set: [attention=custom]
+  - when: {{attention.impl: "tests.custom_attention:GatedDot"}}
+    set: [attention=custom]
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "attnbench", "sweep", str(spec)]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 1  # a failed cell makes the sweep fail, after running every cell
+    assert "summary: 1 done, 1 failed" in first.stdout and "injected failure" in first.stdout
+    failed_id = "impltests.custom_attention_FailsInTraining"
+    record = json.loads((out / failed_id / "metrics.json").read_text())
+    assert record["status"] == "failed" and "injected failure" in record["error"]
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 1 and f"run  {failed_id}: failed" in second.stdout
+    assert "summary: 0 done, 1 failed, 0 interrupted, 1 skipped" in second.stdout
+    ledger = json.loads((out / ".sweep" / "crash.json").read_text())["cells"]
+    assert ledger[failed_id]["attempts"] == 2 and "injected failure" in ledger[failed_id]["error"]
+    assert [p.name for p in (out / ".attempts").iterdir()] == [f"{failed_id}.1"]

@@ -186,3 +186,22 @@ def test_nan_loss_stops_the_run_as_failed(data_dir, shared_cache, tmp_path, caps
     record = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
     assert record["status"] == "failed" and record["error"].startswith("FloatingPointError: training loss is nan")
     assert not (only_run_dir(tmp_path) / "predictions.jsonl").exists()
+
+
+def test_disk_full_gives_one_line_and_no_partial_file(data_dir, shared_cache, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    from attnbench.tracking import record
+
+    def full(fd: int, data: bytes) -> None:
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record, "_write", full)
+    code = main(tiny_run(data_dir, shared_cache, tmp_path, "trainer.max_epochs=1"))
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("attnbench:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0] and "output_dir=" in errors[0]
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []  # no half-written config, record or temp file

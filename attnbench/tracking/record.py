@@ -6,6 +6,7 @@ reader sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from attnbench.errors import ConfigError
+from attnbench.errors import ConfigError, ResourceError
 
 PACKAGES = ("attnbench", "torch", "pytorch-lightning", "torchmetrics", "datasets", "tokenizers", "wandb",
             "omegaconf", "sacrebleu", "rouge-score", "numpy")
@@ -39,14 +40,21 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; records are shared like any other file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write(fd, data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)  # never leave a partial file behind
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise ResourceError(f"no space left on the device writing {path}: free disk space, or pass "
+                                "output_dir=<a folder on another disk>") from None
         raise
+
+
+def _write(fd: int, data: bytes) -> None:
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json(path: Path, data: Any) -> None:
