@@ -87,7 +87,7 @@ class Report:
 def read_runs(runs_dir: Path) -> tuple[list[Run], list[str]]:
     """Every completed, well-formed record under runs_dir (hidden folders such as .attempts/ excluded)."""
     if not runs_dir.is_dir():
-        raise ConfigError(f"--runs {runs_dir} is not a folder: point it at the folder holding run records (results/runs)")
+        raise ConfigError(f"--runs {runs_dir} is not a folder: point it at the folder holding run records (e.g. results/sweeps/leaderboard)")
     runs, skipped = [], []
     for path in sorted(runs_dir.rglob("metrics.json")):
         if any(part.startswith(".") for part in path.relative_to(runs_dir).parts):
