@@ -39,26 +39,8 @@ class GatedDot(nn.Module):
         return out, weights.unsqueeze(1) if need_weights else None
 
 
-class FailsInTraining(GatedDot):
-    """Raises on the third training step: a crashed run must leave status "failed" with this error."""
-
-    description = "fails on purpose"
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-
-    def forward(self, *args, **kwargs):
-        self.calls += self.training
-        if self.calls > 2:
-            raise RuntimeError("injected failure in attention forward")
-        return super().forward(*args, **kwargs)
-
-
-class NaNInTraining(GatedDot):
-    """Returns NaN from the third training step on: the run must stop as failed, naming the NaN loss."""
-
-    description = "turns NaN on purpose"
+class _MisbehavesInTraining(GatedDot):
+    """Behaves until its third training call, then `misbehave`s: for testing how failed runs are recorded."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -67,4 +49,25 @@ class NaNInTraining(GatedDot):
     def forward(self, *args, **kwargs):
         self.calls += self.training
         out, weights = super().forward(*args, **kwargs)
-        return (out * float("nan"), weights) if self.calls > 2 else (out, weights)
+        return self.misbehave(out, weights) if self.calls > 2 else (out, weights)
+
+    def misbehave(self, out, weights):
+        raise NotImplementedError
+
+
+class FailsInTraining(_MisbehavesInTraining):
+    """Raises on the third training step: a crashed run must leave status "failed" with this error."""
+
+    description = "fails on purpose"
+
+    def misbehave(self, out, weights):
+        raise RuntimeError("injected failure in attention forward")
+
+
+class NaNInTraining(_MisbehavesInTraining):
+    """Returns NaN from the third training step on: the run must stop as failed, naming the NaN loss."""
+
+    description = "turns NaN on purpose"
+
+    def misbehave(self, out, weights):
+        return out * float("nan"), weights

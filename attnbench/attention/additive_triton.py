@@ -36,19 +36,24 @@ def _tanh(x):
 
 
 @triton.jit
+def _tanh_tile(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, offs_a, Tq, Tk, A, s_qm, s_km):
+    """tanh(qp[m, a] + kp[n, a]) for one chunk of A: the (M, N, BA) tile, and w over the chunk (0 past A)."""
+    a_ok = offs_a < A
+    q = tl.load(qp_ptr + offs_m[:, None] * s_qm + offs_a[None, :], mask=(offs_m < Tq)[:, None] & a_ok[None, :],
+                other=0.0).to(tl.float32)  # (M, BA)
+    k = tl.load(kp_ptr + offs_n[:, None] * s_km + offs_a[None, :], mask=(offs_n < Tk)[:, None] & a_ok[None, :],
+                other=0.0).to(tl.float32)  # (N, BA)
+    w = tl.load(w_ptr + offs_a, mask=a_ok, other=0.0).to(tl.float32)  # (BA,)
+    return _tanh(q[:, None, :] + k[None, :, :]), w  # (M, N, BA), (BA,)
+
+
+@triton.jit
 def _scores(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, Tq, Tk, A, s_qm, s_km,
             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_A: tl.constexpr):
     """(BLOCK_M, BLOCK_N) scores sum_a w_a tanh(qp[m, a] + kp[n, a]), A in chunks of BLOCK_A."""
     s = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for a0 in range(0, A, BLOCK_A):
-        offs_a = a0 + tl.arange(0, BLOCK_A)
-        a_ok = offs_a < A
-        q = tl.load(qp_ptr + offs_m[:, None] * s_qm + offs_a[None, :], mask=(offs_m < Tq)[:, None] & a_ok[None, :],
-                    other=0.0).to(tl.float32)  # (M, BA)
-        k = tl.load(kp_ptr + offs_n[:, None] * s_km + offs_a[None, :], mask=(offs_n < Tk)[:, None] & a_ok[None, :],
-                    other=0.0).to(tl.float32)  # (N, BA)
-        w = tl.load(w_ptr + offs_a, mask=a_ok, other=0.0).to(tl.float32)  # (BA,)
-        t = _tanh(q[:, None, :] + k[None, :, :])  # (M, N, BA)
+        t, w = _tanh_tile(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, a0 + tl.arange(0, BLOCK_A), Tq, Tk, A, s_qm, s_km)
         s += tl.sum(t * w[None, None, :], axis=2)
     return s
 
@@ -145,12 +150,7 @@ def _backward_kv_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr,
         for a0 in range(0, A, BLOCK_A):
             offs_a = a0 + tl.arange(0, BLOCK_A)
             a_ok = offs_a < A
-            q = tl.load(qp_ptr + offs_m[:, None] * s_qm + offs_a[None, :],
-                        mask=(offs_m < Tq)[:, None] & a_ok[None, :], other=0.0).to(tl.float32)
-            k = tl.load(kp_ptr + offs_n[:, None] * s_km + offs_a[None, :],
-                        mask=(offs_n < Tk)[:, None] & a_ok[None, :], other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + offs_a, mask=a_ok, other=0.0).to(tl.float32)
-            t = _tanh(q[:, None, :] + k[None, :, :])  # (M, N, BA)
+            t, w = _tanh_tile(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, offs_a, Tq, Tk, A, s_qm, s_km)  # (M, N, BA)
             g = ds[:, :, None] * (1.0 - t * t)  # d score / d (qp + kp), before w
             dk_ptrs = dkp_ptr + offs_n[:, None] * s_km + offs_a[None, :]
             dk_mask = (offs_n < Tk)[:, None] & a_ok[None, :]
@@ -185,12 +185,7 @@ def _backward_q_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr, 
         for a0 in range(0, A, BLOCK_A):
             offs_a = a0 + tl.arange(0, BLOCK_A)
             a_ok = offs_a < A
-            q = tl.load(qp_ptr + offs_m[:, None] * s_qm + offs_a[None, :],
-                        mask=(offs_m < Tq)[:, None] & a_ok[None, :], other=0.0).to(tl.float32)
-            k = tl.load(kp_ptr + offs_n[:, None] * s_km + offs_a[None, :],
-                        mask=(offs_n < Tk)[:, None] & a_ok[None, :], other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + offs_a, mask=a_ok, other=0.0).to(tl.float32)
-            t = _tanh(q[:, None, :] + k[None, :, :])  # (M, N, BA)
+            t, w = _tanh_tile(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, offs_a, Tq, Tk, A, s_qm, s_km)  # (M, N, BA)
             g = ds[:, :, None] * (1.0 - t * t)
             dq_ptrs = dqp_ptr + offs_m[:, None] * s_qm + offs_a[None, :]
             dq_mask = (offs_m < Tq)[:, None] & a_ok[None, :]
