@@ -198,6 +198,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"     attnbench run {' '.join(status.cell.overrides)}")
         return 0
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler;
+    # the sweep must still stop (and stop its cells) on SIGINT, so the handler is set explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         outcomes = sweep.Runner(spec, jobs=args.jobs).run()
     except KeyboardInterrupt:

@@ -419,7 +419,11 @@ def die_with_parent() -> None:
     """In a cell process: ask Linux to kill us when the sweep that started us dies (no orphan that would write
     into a folder the next sweep moves aside). SIGKILL, not SIGTERM: Lightning catches SIGTERM and may finish."""
     parent = os.environ.pop(PARENT_ENV, None)
-    if parent is None or not sys.platform.startswith("linux"):
+    if parent is None:
+        return
+    # The sweep stops its cells with SIGINT; a cell inherits an ignored SIGINT from a backgrounded sweep.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
 
