@@ -241,7 +241,7 @@ def plot(results: list[Result], label: str) -> bytes:
         ax.set_title(f"{dtype}, B={batch}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.suptitle(f"attention fwd+bwd vs F.scaled_dot_product_attention: {label}")
+    fig.suptitle(f"attention fwd+bwd vs F.scaled_dot_product_attention: {label}", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
