@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("triton", reason="Triton is not installed (pip install triton, Linux x86-64): the kernel is GPU-only")
 
 SCRIPT = textwrap.dedent("""
+    import copy
+
     import torch
     from attnbench.attention import Additive, MultiHead
     from attnbench.attention import additive as additive_module
@@ -50,6 +52,15 @@ SCRIPT = textwrap.dedent("""
         if mask == "rows":
             assert fast[0, 1].abs().max() == 0 and all(torch.isfinite(g).all() for g in g_fast)
         checked += 1
+    # bf16 inputs (what autocast feeds it on a GPU): fp32 accumulation inside, bf16 out, finite gradients.
+    module = Additive(16, 16, 16).to(torch.bfloat16)
+    q, k, v = (torch.randn(2, 9, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    out, _ = module(q, k, v)
+    reference, _ = copy.deepcopy(module).float()(q.float(), k.float(), v.float(), need_weights=True)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), reference, atol=3e-2, rtol=3e-2)
+    out.float().sum().backward()
+    assert all(torch.isfinite(t.grad.float()).all() for t in (q, k, v))
     # The whole public contract with the kernel as the fast path, alone and as multihead's score.
     check_attention(Additive)
     check_attention(lambda q, k, v, dropout=0.0: MultiHead(q, k, v, heads=2, score="additive", dropout=dropout),
