@@ -2,9 +2,10 @@
 
 A spec (experiments/*.yaml) has base overrides, axes to cross and rules that add overrides to the cells whose
 axis values match. A cell's run record lives at <output_dir>/<cell id>/ and is the truth about it: a record
-with status "completed" for the same configuration is done; anything else (no folder, a failed record, a
-folder without a record because the process died, a record of a different configuration) is run again, the
-old folder moved to <output_dir>/.attempts/ so no record is lost and none is duplicated. The ledger
+with status "completed" for the same configuration is done; an interrupted cell (killed, or stopped by Ctrl-C)
+that has a checkpoint continues from it (`resume=auto`); anything else (no folder, a failed record, an
+interrupted cell without a checkpoint, a folder of a different configuration) is run again, the old folder
+moved to <output_dir>/.attempts/ so no record is lost and none is duplicated. The ledger
 (<output_dir>/.sweep/<name>.json) keeps each cell's history: attempts, times, errors, log file.
 
     spec -> cells (validated configs) -> statuses (disk + ledger) -> run the pending ones -> summary
@@ -182,6 +183,7 @@ class CellStatus:
     cell: Cell
     state: str  # done | missing | failed | interrupted | changed
     reason: str
+    resumable: bool = False  # interrupted with checkpoints/last.ckpt: continued with resume=auto
 
     @property
     def pending(self) -> bool:
@@ -193,17 +195,20 @@ def cell_status(cell: Cell, output_dir: Path, ledger: dict) -> CellStatus:
     record_path = run_dir / "metrics.json"
     if not run_dir.exists():
         return CellStatus(cell, "missing", "no run folder yet")
+    if _saved_hash(run_dir / "config.yaml") != config_hash(load_config(list(cell.overrides))):
+        return CellStatus(cell, "changed", "its folder holds another configuration (the spec changed); running again")
     record = _read_record(record_path)
-    if record is None or record.get("status") not in ("completed", "failed"):
-        attempts = ledger.get(cell.id, {}).get("attempts", 0)
-        return CellStatus(cell, "interrupted", f"run folder without a finished record (attempt {attempts} stopped)")
-    if record["status"] == "failed":
-        return CellStatus(cell, "failed", f"last attempt failed: {record.get('error', 'no error recorded')}")
-    expected = config_hash(load_config(list(cell.overrides)))
-    saved = _saved_hash(run_dir / "config.yaml")
-    if saved != expected:
-        return CellStatus(cell, "changed", "completed with a different configuration (the spec changed); running again")
-    return CellStatus(cell, "done", f"completed ({record_path})")
+    status, error = (record or {}).get("status"), (record or {}).get("error") or ""
+    if status == "completed":
+        return CellStatus(cell, "done", f"completed ({record_path})")
+    if status == "failed" and not error.startswith("interrupted"):
+        return CellStatus(cell, "failed", f"last attempt failed: {error or 'no error recorded'}")
+    attempts = ledger.get(cell.id, {}).get("attempts", 0)
+    how = "interrupted" if status == "failed" else "stopped without a record"
+    resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return CellStatus(cell, "interrupted", f"attempt {attempts} {how}; "
+                      + ("resuming from its last checkpoint" if resumable else "no checkpoint yet, starting over"),
+                      resumable=resumable)
 
 
 def _read_record(path: Path) -> dict | None:
@@ -371,16 +376,20 @@ class Runner:
 
     def _execute(self, cell: Cell, status: CellStatus, env: dict[str, str]) -> Outcome:
         run_dir = self.spec.output_dir / cell.id
-        if run_dir.exists():
+        overrides = list(cell.overrides)
+        if status.resumable:
+            overrides.append("resume=auto")  # continue in place from checkpoints/last.ckpt
+            self.say(f"  {cell.id}: resuming the interrupted attempt from its last checkpoint")
+        elif run_dir.exists():
             archived = archive(run_dir, self.spec.output_dir)
             self.say(f"  {cell.id}: previous attempt ({status.state}) moved to {archived}")
         attempt = self.ledger.cells.get(cell.id, {}).get("attempts", 0) + 1
         log_path = self.ledger.logs / f"{cell.id}.{attempt}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.ledger.update(cell.id, state="running", attempts=attempt, started_at=now(), finished_at=None,
-                           error=None, log=str(log_path), overrides=list(cell.overrides))
+                           error=None, log=str(log_path), overrides=overrides)
         self.say(f"  start {cell.id} (attempt {attempt}, log {log_path})")
-        command = [sys.executable, "-m", "attnbench", "run", *cell.overrides]
+        command = [sys.executable, "-m", "attnbench", "run", *overrides]
         with open(log_path, "w") as log:
             log.write("$ " + " ".join(command) + "\n")
             log.flush()

@@ -169,10 +169,15 @@ def test_cell_status_from_disk(spec_path, tmp_path):
     folder("dot-rnn-s1", None)
     folder("dot-rnn-s2", {"status": "running"})
     folder("dot-transformer-s1", {"status": "completed"}, (*cells["dot-transformer-s1"].overrides, "optim.lr=0.5"))
+    folder("dot-transformer-s2", {"status": "failed", "error": "interrupted (KeyboardInterrupt: )"})
+    (out / "dot-transformer-s2" / "checkpoints").mkdir()
+    (out / "dot-transformer-s2" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     states = {cid: cell_status(c, out, {}) for cid, c in cells.items()}
     assert states["additive-rnn-s1"].state == "done"
     assert states["additive-rnn-s2"].state == "failed" and "ValueError: nan" in states["additive-rnn-s2"].reason
     assert states["dot-rnn-s1"].state == "interrupted" and states["dot-rnn-s2"].state == "interrupted"
+    assert not states["dot-rnn-s1"].resumable and "starting over" in states["dot-rnn-s1"].reason
+    assert states["dot-transformer-s2"].state == "interrupted" and states["dot-transformer-s2"].resumable
     assert states["dot-transformer-s1"].state == "changed"
     assert states["additive-transformer-s1"].state == "missing"
     assert [s.pending for s in states.values()].count(False) == 1
@@ -221,12 +226,15 @@ rules:  # the cell to be killed trains long enough to be caught mid-run
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "attnbench", "sweep", str(spec)]
     sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    # Kill the whole sweep (as a crash or `kill -9` would) once the first cell is done and the second has started.
+    # Kill the whole sweep (as a crash or `kill -9` would) once the first cell is done and the second has written
+    # its first checkpoint.
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and sweep.poll() is None:
-        if records(out).get("dot", {}).get("status") == "completed" and (out / "general").exists():
+        if records(out).get("dot", {}).get("status") == "completed" and \
+                (out / "general" / "checkpoints" / "last.ckpt").exists():
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
+    time.sleep(0.3)  # let the checkpoint file be written completely
     assert sweep.poll() is None, sweep.stdout.read()
     sweep.send_signal(signal.SIGKILL)
     sweep.wait()
@@ -243,14 +251,16 @@ rules:  # the cell to be killed trains long enough to be caught mid-run
     assert again.returncode == 0, again.stdout + again.stderr
     log = again.stdout
     assert "skip dot: done" in log
-    assert "run  general: interrupted" in log and "run  scaled_dot: missing" in log
+    assert "run  general: interrupted" in log and "resuming from its last checkpoint" in log
+    assert "run  scaled_dot: missing" in log
     assert "summary: 2 done, 0 failed, 0 interrupted, 1 skipped" in log
     after = records(out)
     assert set(after) == {"dot", "general", "scaled_dot"}
     assert all(r["status"] == "completed" for r in after.values())
     assert (out / "dot" / "metrics.json").read_text() == dot_record  # the finished cell was not re-run
-    # The interrupted attempt is kept aside, not lost and not counted.
-    assert [p.name for p in (out / ".attempts").iterdir()] == ["general.1"]
+    # The interrupted cell continued in place from its checkpoint: nothing set aside, nothing duplicated.
+    assert after["general"]["resumed_from"] == "checkpoints/last.ckpt"
+    assert not (out / ".attempts").exists()
     ledger = json.loads((out / ".sweep" / "tiny.json").read_text())["cells"]
     assert ledger["general"]["attempts"] == 2 and ledger["general"]["state"] == "done"
     assert ledger["dot"]["attempts"] == 1
