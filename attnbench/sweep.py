@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,6 +328,7 @@ class Runner:
             self.ledger.release()
 
     def _run(self) -> list[Outcome]:
+        self.started = time.perf_counter()
         ledger = self.ledger.read()
         statuses = [cell_status(cell, self.spec.output_dir, ledger) for cell in self.spec.cells()]
         outcomes = {s.cell.id: Outcome(s.cell, "skipped", s.reason) for s in statuses if not s.pending}
@@ -415,7 +417,9 @@ class Runner:
 
     def summary(self, outcomes: list[Outcome]) -> None:
         counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "failed", "interrupted", "skipped")}
-        self.say(f"sweep {self.spec.name} summary: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        wall = time.perf_counter() - self.started  # the suite time of this invocation (cells skipped cost nothing)
+        self.say(f"sweep {self.spec.name} summary: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+                 + f" in {wall / 60:.1f} min wall time with {self.jobs} job(s)")
         for o in outcomes:
             if o.state in ("failed", "interrupted"):
                 self.say(f"  {o.state} {o.cell.id}: {o.detail}")

@@ -254,6 +254,7 @@ rules:  # the cell to be killed trains long enough to be caught mid-run
     assert "run  general: interrupted" in log and "resuming from its last checkpoint" in log
     assert "run  scaled_dot: missing" in log
     assert "summary: 2 done, 0 failed, 0 interrupted, 1 skipped" in log
+    assert "min wall time with 1 job(s)" in log
     after = records(out)
     assert set(after) == {"dot", "general", "scaled_dot"}
     assert all(r["status"] == "completed" for r in after.values())
