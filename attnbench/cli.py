@@ -100,7 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     die_with_parent()
     overrides = args.overrides
     if args.spec:
-        overrides = list(cell_from_args(load_spec(args.spec), overrides).overrides)
+        # Only this cell's config is built (and checked by load_config below), not the whole grid's.
+        overrides = list(cell_from_args(load_spec(args.spec, check_cells=False), overrides).overrides)
     folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=") and o != "resume=auto"), None)
     cfg = resume_folder_config(folder, overrides) if folder else load_config(overrides)
     from attnbench.run import run  # heavy imports only once the config is known to be valid

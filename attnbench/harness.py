@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from attnbench.data import build_datamodule
+from attnbench.errors import ConfigError
 from attnbench.tracking.record import device_name, write_atomic
 
 
@@ -147,8 +148,6 @@ def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
     from attnbench.run import build_task, resolve_precision, uses_gpu
 
     if steps <= warmup:
-        from attnbench.errors import ConfigError
-
         raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
     pl.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg)

@@ -7,7 +7,6 @@ metrics.json whose status is "completed" or "failed" (with the error), never wit
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench.config import attention_label, config_hash, load_saved_config, to_yaml
+from attnbench.config import attention_label, config_hash, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
@@ -28,8 +27,8 @@ from attnbench.tasks.finite import FiniteLoss
 from attnbench.tasks.resume import ResumableState
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.record import (
-    check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, versions,
-    write_atomic, write_json, write_jsonl,
+    check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, read_record,
+    saved_config_hash, versions, write_atomic, write_json, write_jsonl,
 )
 from attnbench.tracking.wandb_setup import check_wandb, make_logger
 
@@ -123,17 +122,13 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
     With run_id set, that folder (refused if it already completed, or holds another configuration); without,
     the newest folder in output_dir with the same configuration hash and no completed record.
     """
+    expected = config_hash(cfg)
+
     def finished(run_dir: Path) -> bool:
-        try:
-            return json.loads((run_dir / "metrics.json").read_text()).get("status") == "completed"
-        except (OSError, ValueError):
-            return False
+        return (read_record(run_dir / "metrics.json") or {}).get("status") == "completed"
 
     def same_config(run_dir: Path) -> bool:
-        try:
-            return config_hash(load_saved_config(run_dir / "config.yaml")) == config_hash(cfg)
-        except Exception:
-            return False
+        return saved_config_hash(run_dir) == expected
 
     if cfg.run_id:
         run_dir = output_dir / cfg.run_id

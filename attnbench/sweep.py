@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-import json
 import os
 import queue
 import re
@@ -33,9 +32,9 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from attnbench.config import config_hash, load_config, load_saved_config
+from attnbench.config import config_hash, load_config
 from attnbench.errors import ConfigError
-from attnbench.tracking.record import now, write_json
+from attnbench.tracking.record import now, read_record, saved_config_hash, write_json
 
 # Overrides every cell gets before the spec's own (which may change them): logs go to files, not terminals.
 CELL_DEFAULTS = ("trainer.enable_progress_bar=false",)
@@ -79,6 +78,9 @@ class Spec:
     base: list[str]
     axes: dict[str, list[Any]]
     rules: list[Rule]
+    # config_hash of each cell's full config, computed while validating it (cell id -> hash); empty when the
+    # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
+    hashes: dict[str, str] = field(default_factory=dict)
 
     def cell_overrides(self, values: dict[str, Any]) -> list[str]:
         """The overrides of one cell: defaults, base, the axis values, then every matching rule in order."""
@@ -118,8 +120,9 @@ def cell_name(axes: dict[str, list[Any]], values: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec: its shape, its rules, and every cell's configuration (one line per problem)."""
+def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
+    """Read and check a spec: its shape, its rules, and (check_cells) every cell's configuration, one line per
+    problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep spec {path} does not exist: pass a YAML file such as experiments/leaderboard.yaml")
@@ -169,8 +172,10 @@ def load_spec(path: str | Path) -> Spec:
         if cell.id in seen:
             raise ConfigError(f"{where}: cells {seen[cell.id].label!r} and {cell.label!r} get the same id {cell.id}")
         seen[cell.id] = cell
+        if not check_cells:
+            continue
         try:
-            load_config(list(cell.overrides))
+            result.hashes[cell.id] = config_hash(load_config(list(cell.overrides)))
         except ConfigError as err:
             raise ConfigError(f"{where}: cell {cell.label}: {err}") from None
     return result
@@ -191,14 +196,16 @@ class CellStatus:
         return self.state != "done"
 
 
-def cell_status(cell: Cell, output_dir: Path, ledger: dict) -> CellStatus:
+def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str | None = None) -> CellStatus:
+    """The cell's state on disk; `expected_hash` is its config hash when already known (Spec.hashes)."""
     run_dir = output_dir / cell.id
     record_path = run_dir / "metrics.json"
     if not run_dir.exists():
         return CellStatus(cell, "missing", "no run folder yet")
-    if _saved_hash(run_dir / "config.yaml") != config_hash(load_config(list(cell.overrides))):
+    expected = expected_hash or config_hash(load_config(list(cell.overrides)))
+    if saved_config_hash(run_dir) != expected:
         return CellStatus(cell, "changed", "its folder holds another configuration (the spec changed); running again")
-    record = _read_record(record_path)
+    record = read_record(record_path)
     status, error = (record or {}).get("status"), (record or {}).get("error") or ""
     if status == "completed":
         return CellStatus(cell, "done", f"completed ({record_path})")
@@ -210,21 +217,6 @@ def cell_status(cell: Cell, output_dir: Path, ledger: dict) -> CellStatus:
     return CellStatus(cell, "interrupted", f"attempt {attempts} {how}; "
                       + ("resuming from its last checkpoint" if resumable else "no checkpoint yet, starting over"),
                       resumable=resumable)
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _saved_hash(path: Path) -> str | None:
-    try:
-        return config_hash(load_saved_config(path))
-    except Exception:  # a damaged config.yaml means the run cannot count as done
-        return None
 
 
 # ----------------------------------------------------------------------------------------------- ledger
@@ -243,7 +235,7 @@ class Ledger:
         self._mutex = threading.Lock()
 
     def read(self) -> dict[str, dict]:
-        record = _read_record(self.path) or {}
+        record = read_record(self.path) or {}
         self.cells = record.get("cells", {}) if isinstance(record.get("cells"), dict) else {}
         return self.cells
 
@@ -286,7 +278,8 @@ class Outcome:
 
 def plan(spec: Spec) -> list[CellStatus]:
     ledger = Ledger(spec.output_dir, spec.name)
-    return [cell_status(cell, spec.output_dir, ledger.read()) for cell in spec.cells()]
+    cells = ledger.read()
+    return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id)) for cell in spec.cells()]
 
 
 def child_environments(jobs: int) -> list[dict[str, str]]:
@@ -330,7 +323,8 @@ class Runner:
     def _run(self) -> list[Outcome]:
         self.started = time.perf_counter()
         ledger = self.ledger.read()
-        statuses = [cell_status(cell, self.spec.output_dir, ledger) for cell in self.spec.cells()]
+        statuses = [cell_status(cell, self.spec.output_dir, ledger, self.spec.hashes.get(cell.id))
+                    for cell in self.spec.cells()]
         outcomes = {s.cell.id: Outcome(s.cell, "skipped", s.reason) for s in statuses if not s.pending}
         pending = [s for s in statuses if s.pending]
         self.say(f"sweep {self.spec.name}: {len(statuses)} cells, {len(outcomes)} done already, {len(pending)} to run "
@@ -404,7 +398,7 @@ class Runner:
                 code = child.wait()
             finally:
                 self.children.discard(child)
-        record = _read_record(run_dir / "metrics.json") or {}
+        record = read_record(run_dir / "metrics.json") or {}
         if code == 0 and record.get("status") == "completed":
             self.ledger.update(cell.id, state="done", finished_at=now())
             self.say(f"  done  {cell.id}")

@@ -396,6 +396,16 @@ def test_tiny_model_learns_to_reverse_and_decodes_it(backbone: str, variant: str
 
 # --- attention variants with and without `prepare` -------------------------------------------------------------
 
+
+def masked_attend(scores, value, mask, causal, need_weights):
+    """Softmax over the kept keys (padding mask and causal), then the weighted values: (B, Tq, Dv), weights | None."""
+    keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
+    if causal:
+        keep = keep & torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
+    weights = scores.masked_fill(~keep, -1e9).softmax(-1).masked_fill(~keep, 0.0)
+    return weights @ value, weights.unsqueeze(1) if need_weights else None  # (B, Tq, Dv)
+
+
 class PlainDot(nn.Module):
     """A custom variant without `prepare`: decoders must pass it the raw keys at every step."""
 
@@ -406,11 +416,7 @@ class PlainDot(nn.Module):
 
     def forward(self, query, key, value, mask=None, need_weights=False, causal=False):
         scores = query @ key.transpose(-2, -1) / self.temperature  # (B, Tq, Tk)
-        keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
-        if causal:
-            keep = keep & torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
-        weights = scores.masked_fill(~keep, -1e9).softmax(-1).masked_fill(~keep, 0.0)
-        return weights @ value, weights.unsqueeze(1) if need_weights else None  # (B, Tq, Dv)
+        return masked_attend(scores, value, mask, causal, need_weights)
 
 
 class CachedBilinear(nn.Module):
@@ -432,11 +438,7 @@ class CachedBilinear(nn.Module):
         if not prepared:
             key, value = self.W_k(key), self.W_v(value)
         scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))  # (B, Tq, Tk)
-        keep = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.expand_as(scores)
-        if causal:
-            keep = keep & torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
-        weights = scores.masked_fill(~keep, -1e9).softmax(-1).masked_fill(~keep, 0.0)
-        return weights @ value, weights.unsqueeze(1) if need_weights else None  # (B, Tq, Dv)
+        return masked_attend(scores, value, mask, causal, need_weights)
 
 
 class Hidden(nn.Module):

@@ -15,8 +15,6 @@ Runs on CUDA tensors, or on CPU tensors under Triton's interpreter (TRITON_INTER
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -24,10 +22,6 @@ import triton.language as tl
 BLOCK_M = 16
 BLOCK_N = 16
 BLOCK_A = 16
-
-
-def interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 @triton.jit

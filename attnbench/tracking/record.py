@@ -65,6 +65,26 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def read_record(path: Path) -> dict | None:
+    """A JSON record (metrics.json, a ledger) as a dict, or None when it is missing, partial or not an object."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def saved_config_hash(run_dir: Path) -> str | None:
+    """config_hash of a run folder's config.yaml; None when it is missing or damaged (the run then matches no
+    configuration, so it can neither count as done nor be resumed)."""
+    from attnbench.config import config_hash, load_saved_config
+
+    try:
+        return config_hash(load_saved_config(run_dir / "config.yaml"))
+    except Exception:
+        return None
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
