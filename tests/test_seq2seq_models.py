@@ -1,13 +1,16 @@
 """Encoder-decoders and decoding: teacher forcing, incremental decoding, beam/greedy search rules, training.
 
-Tiny CPU models: vocabulary 13 (0 PAD, 1 BOS, 2 EOS), widths 8-16. Shapes: B batch, S source tokens,
+Tiny CPU models: vocabulary 13 (0 PAD, 1 BOS, 2 EOS), widths 8-16; the search tests also use table models
+(logits looked up by position and last token) over 2-4 real tokens. Shapes: B batch, S source tokens,
 T target tokens, V vocabulary, H heads.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.models import RNNSeq2Seq, TransformerSeq2Seq, beam_search, build_seq2seq, greedy_search
-from attnbench.models.seq2seq import can_prepare, reorder_rows
+from attnbench.models.seq2seq import Memory, can_prepare, reorder_rows
 
 HERE = __name__  # this module's import path, for attention.impl strings
 V, PAD, BOS, EOS = 13, 0, 1, 2
@@ -262,12 +265,14 @@ def partly_trained(backbone: str, variant: str) -> nn.Module:
 
 @every_model
 @pytest.mark.parametrize("variant", ["additive", "multihead"])
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_beam_size_one_is_greedy(backbone: str, variant: str, length_penalty: float) -> None:
+def test_beam_size_one_is_greedy(backbone: str, variant: str) -> None:
+    # Only at length_penalty 0: with alpha > 0 a sound K = 1 search keeps going after EOS tops a step (a longer
+    # hypothesis may still score better once penalised), so it can legitimately beat greedy; see
+    # test_beam_size_one_is_at_least_as_good_as_greedy.
     model = partly_trained(backbone, variant)
     src, src_mask, *_ = reverse_task(8, seed=5)
     greedy = greedy_search(model, src, src_mask, max_len_b=12, **SPECIAL)
-    beam = beam_search(model, src, src_mask, beam_size=1, max_len_b=12, length_penalty=length_penalty, **SPECIAL)
+    beam = beam_search(model, src, src_mask, beam_size=1, max_len_b=12, length_penalty=0.0, **SPECIAL)
     assert beam == greedy
     assert len({len(h) for h in greedy}) > 1  # the case is not trivial
 
@@ -378,6 +383,144 @@ def test_length_penalty_favours_longer_hypotheses(backbone: str) -> None:
     assert all(long >= short for short, long in zip(*lengths)) and lengths[1] != lengths[0]
 
 
+# --- search on constructed models: logits from a table, so any case can be engineered ---------------------------
+
+@dataclass
+class TableState:
+    position: torch.Tensor  # (B,) tokens fed so far, BOS included
+
+
+class TableModel:
+    """A `Seq2SeqModel` whose next-token log-probabilities are table[position, last token], whatever the source."""
+
+    max_target_positions: int | None = None
+
+    def __init__(self, logits: torch.Tensor) -> None:  # (P, V, V)
+        self.table = logits.log_softmax(-1)  # (P, V, V)
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> Memory:
+        return Memory(states=src_mask[..., None].float(), mask=src_mask)
+
+    def start(self, memory: Memory) -> TableState:
+        return TableState(position=torch.zeros(memory.mask.size(0), dtype=torch.long))
+
+    def step(self, tokens: torch.Tensor, state: TableState,
+             need_weights: bool = False) -> tuple[torch.Tensor, TableState, dict]:
+        position = state.position.clamp(max=self.table.size(0) - 1)
+        return self.table[position, tokens], TableState(state.position + 1), {}  # (B, V)
+
+    def reorder(self, state: TableState | Memory, index: torch.Tensor) -> TableState | Memory:
+        return reorder_rows(state, index)
+
+
+ONE_SOURCE = (torch.tensor([[3, 3]]), torch.tensor([[True, True]]))  # a table model ignores its source
+
+
+def random_table(seed: int, real: int, max_len: int) -> TableModel:
+    """Random logits over `real` real tokens and EOS at each position 0 .. max_len; PAD and BOS impossible."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(max_len + 1, 3 + real, 3 + real, generator=g) * 1.5  # (P, V, V)
+    logits[..., EOS] += torch.randn(max_len + 1, 3 + real, generator=g)  # some positions favour stopping
+    logits[..., [PAD, BOS]] = float("-inf")
+    return TableModel(logits)
+
+
+def penalty(hyp: list[int], alpha: float) -> float:
+    return ((5 + len(hyp) + 1) / 6) ** alpha  # GNMT, the length counting EOS
+
+
+def penalised_score(model: TableModel, hyp: list[int], alpha: float) -> float:
+    """log P(hyp + EOS) / lp, summed in float32 in decoding order, as beam_search sums it."""
+    score, last = torch.tensor(0.0), BOS
+    for position, token in enumerate([*hyp, EOS]):
+        score, last = score + model.table[position, last, token], token
+    return float(score) / penalty(hyp, alpha)
+
+
+def search_to_the_end(model: TableModel, K: int, max_len: int, alpha: float) -> list[int]:
+    """beam_search's pruning (the best 2K; EOS among the first K finishes; the best K others live), one sentence,
+    unbatched, but never stopping before max_len: what a sound stopping rule must return."""
+    beams: list[tuple[torch.Tensor, list[int]]] = [(torch.tensor(0.0), [])]  # (log P, tokens)
+    finished: list[tuple[float, list[int]]] = []
+    for position in range(max_len + 1):
+        candidates = [
+            (score + model.table[position, hyp[-1] if hyp else BOS, token], hyp, token)
+            for score, hyp in beams for token in range(model.table.size(-1))
+            if token not in (PAD, BOS) and (token == EOS or position < max_len)
+        ]
+        top = sorted(candidates, key=lambda c: -float(c[0]))[: 2 * K]
+        finished += [(float(score) / penalty(hyp, alpha), hyp) for score, hyp, token in top[:K] if token == EOS]
+        beams = [(score, [*hyp, token]) for score, hyp, token in top if token != EOS][:K]
+    return max(finished, key=lambda f: f[0])[1]
+
+
+A, LONG = 3, 6  # the real token and max length of `worth_waiting_for`
+
+
+def worth_waiting_for() -> TableModel:
+    """K = 2, alpha = 1: [] (log P -0.82) and [a] (log P -1.27) both finish with log P above the best live beam
+    [a, a] (-1.33), so a rule comparing log-probabilities stops and returns [] (penalised -0.82). But [a, a] goes
+    on almost surely to [a] * 6, log P -1.43, penalised -1.43 / lp(7) = -0.72: better. Greedy returns [a]."""
+    b = 4
+    probs = torch.zeros(LONG + 1, 5, 5)  # (position, last token, next token); rows not set below mostly stop
+    probs[..., [EOS, A, b]] = torch.tensor([0.98, 0.01, 0.01])
+    probs[0, BOS, [EOS, A, b]] = torch.tensor([0.44, 0.55, 0.01])
+    probs[1, A, [EOS, A, b]] = torch.tensor([0.51, 0.48, 0.01])
+    probs[2:LONG, A, [EOS, A, b]] = torch.tensor([0.01, 0.98, 0.01])
+    return TableModel(probs.log())
+
+
+def test_search_goes_on_while_a_live_beam_can_still_score_better() -> None:
+    model = worth_waiting_for()
+    found = beam_search(model, *ONE_SOURCE, beam_size=2, max_len_b=LONG, length_penalty=1.0, **SPECIAL)
+    assert found == [[A] * LONG]
+    assert penalised_score(model, [A] * LONG, 1.0) > penalised_score(model, [], 1.0) + 0.1
+    assert found == [search_to_the_end(model, 2, LONG, 1.0)]
+    with pytest.raises(ValueError, match="length_penalty"):
+        beam_search(model, *ONE_SOURCE, beam_size=2, length_penalty=-0.5, **SPECIAL)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+@pytest.mark.parametrize("real, max_len", [(3, 4), (4, 3)])
+def test_a_beam_as_wide_as_every_hypothesis_finds_the_brute_force_best(real: int, max_len: int,
+                                                                       alpha: float) -> None:
+    hyps = [list(h) for n in range(max_len + 1) for h in itertools.product(range(3, 3 + real), repeat=n)]
+    for seed in range(6):
+        model = random_table(seed, real, max_len)
+        best = max(hyps, key=lambda h: penalised_score(model, h, alpha))
+        found = beam_search(model, *ONE_SOURCE, beam_size=len(hyps), max_len_b=max_len, length_penalty=alpha,
+                            **SPECIAL)
+        assert found == [best], seed
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 1.0, 2.0])
+def test_stopping_early_never_changes_the_answer(alpha: float) -> None:
+    """Narrow beams prune, so their answer is not the global best, but stopping must cost nothing: the answer is
+    the one the same search reaches when it runs to max length. (A rule on log P alone, stopping at K finished
+    hypotheses above the best live beam, fails this at alpha = 2.)"""
+    for seed in range(40):
+        for real, max_len in ((3, 4), (4, 6)):
+            model = random_table(seed, real, max_len)
+            for K in (1, 2, 3):
+                found = beam_search(model, *ONE_SOURCE, beam_size=K, max_len_b=max_len, length_penalty=alpha,
+                                    **SPECIAL)
+                assert found == [search_to_the_end(model, K, max_len, alpha)], (seed, real, K)
+
+
+@pytest.mark.parametrize("alpha", [0.6, 1.0, 2.0])
+def test_beam_size_one_is_at_least_as_good_as_greedy(alpha: float) -> None:
+    """K = 1 follows greedy's path and finishes greedy's hypothesis where greedy stops, so its answer scores at
+    least as well. K = 2 has no such guarantee: pruning can drop greedy's path (rare, but random tables show it)."""
+    models = [(worth_waiting_for(), LONG)]  # where K = 1 does search past greedy's stop
+    models += [(random_table(seed, real, max_len), max_len) for seed in range(40) for real, max_len in ((3, 4), (4, 6))]
+    for i, (model, max_len) in enumerate(models):
+        greedy = greedy_search(model, *ONE_SOURCE, max_len_b=max_len, **SPECIAL)[0]
+        beam = beam_search(model, *ONE_SOURCE, beam_size=1, max_len_b=max_len, length_penalty=alpha, **SPECIAL)[0]
+        assert penalised_score(model, beam, alpha) >= penalised_score(model, greedy, alpha), i
+        if i == 0:
+            assert (greedy, beam) == ([A], [A] * LONG)
+
+
 # --- end to end: train on a tiny reverse task, then decode it --------------------------------------------------
 
 @pytest.mark.parametrize("backbone, variant", [
@@ -464,7 +607,8 @@ def test_custom_attention_without_prepare_decodes_by_recomputation(backbone: str
     torch.testing.assert_close(incremental_logits(model, src, src_mask, tgt_in), logits)
     bias_token(model, EOS, -1.5)
     greedy = greedy_search(model, src, src_mask, max_len_b=8, **SPECIAL)
-    assert beam_search(model, src, src_mask, beam_size=1, max_len_b=8, **SPECIAL) == greedy
+    # K = 1 equals greedy at length_penalty 0 (with alpha > 0 it may search on after EOS, and do better).
+    assert beam_search(model, src, src_mask, beam_size=1, max_len_b=8, length_penalty=0.0, **SPECIAL) == greedy
     assert all(len(h) <= 8 for h in beam_search(model, src, src_mask, beam_size=3, max_len_b=8, **SPECIAL))
 
 

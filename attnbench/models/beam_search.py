@@ -11,8 +11,11 @@ Conventions (fairseq-like):
   never generated;
 - `no_repeat_ngram_size` = n forbids a token that would complete an n-gram already in the hypothesis
   (BOS included as its first token);
-- the length penalty is GNMT's lp = ((5 + len) / 6) ** alpha with len counting EOS; a finished
-  hypothesis scores log P / lp; alpha = 0 ranks by log P alone.
+- the length penalty is GNMT's lp = ((5 + len) / 6) ** alpha (alpha >= 0) with len counting EOS; a finished
+  hypothesis scores log P / lp; alpha = 0 ranks by log P alone;
+- a sentence stops once no live beam can finish with a better score than its best finished hypothesis: log P
+  only falls as a hypothesis grows and is <= 0, so a live beam of log P s can at best score
+  s / lp(max_len + 1), the largest penalty (s itself at alpha = 0).
 
 Shapes: B batch (sentences), K beam size, A sentences still decoding, V vocabulary, S source tokens,
 t tokens so far (BOS included).
@@ -74,7 +77,7 @@ def _log_probs(
     return lprobs, state
 
 
-def _length_penalty(length: int, alpha: float) -> float:
+def _length_penalty(length: int | torch.Tensor, alpha: float) -> float | torch.Tensor:
     return ((5.0 + length) / 6.0) ** alpha
 
 
@@ -88,14 +91,21 @@ def beam_search(
 
     Each step scores the K x V continuations of a sentence's K beams and takes the best 2K: EOS among the
     first K finishes a hypothesis (kept with its length-penalised score), the best K others are the next
-    beams. A sentence is done when it has K finished hypotheses whose log-probabilities are at least that of
-    its best live beam (no continuation can gain probability), or at its max length; its answer is the
-    finished hypothesis with the best length-penalised score. With K = 1 this is exactly greedy search.
+    beams. The answer is the finished hypothesis with the best length-penalised score, so a sentence is done
+    when that score is at least the best its best live beam could still finish with (log P / lp(max_len + 1),
+    see the module docstring), at its max length, or when no beam can continue. With K = 1 and
+    length_penalty = 0 this is exactly greedy search; with length_penalty > 0, K = 1 may search on after EOS
+    tops a step (a longer hypothesis can still score better), and greedy's answer is among its finished ones.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if length_penalty < 0:
+        # The stopping bound needs the penalty to grow with length (with alpha < 0 the shortest would bound it).
+        raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
     B, K, device = src.size(0), beam_size, src.device
     max_len = _max_lengths(model, src_mask, max_len_a, max_len_b).to(device)  # (B,)
+    # The largest penalty a hypothesis can get, max_len tokens then EOS; double, like the finished scores.
+    max_penalty = _length_penalty(max_len.double() + 1, length_penalty)  # (B,)
     # Start (and prepare cross-attention keys) once per sentence, then copy the state to its K beams.
     state = model.start(model.encode(src, src_mask))
     state = model.reorder(state, torch.arange(B, device=device).repeat_interleave(K))
@@ -103,7 +113,8 @@ def beam_search(
     tokens = torch.full((B * K, 1), bos_id, dtype=torch.long, device=device)  # (A*K, t)
     scores = torch.full((B, K), NEG_INF, device=device)  # (A, K) log P of each beam
     scores[:, 0] = 0.0  # K identical beams at first: expand only one, or the beam would hold K copies
-    finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(B)]  # (penalised, log P, tokens)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]  # (penalised score, tokens)
+    best_finished = torch.full((B,), NEG_INF, dtype=torch.double, device=device)  # (B,) best penalised score
 
     while sentences.numel():
         A, generated = sentences.numel(), tokens.size(1) - 1
@@ -119,10 +130,11 @@ def beam_search(
 
         penalty = _length_penalty(generated + 1, length_penalty)
         ending = is_eos[:, :K] & top_scores[:, :K].isfinite()  # (A, K)
+        penalised = top_scores[:, :K].double().div(penalty).masked_fill(~ending, NEG_INF)  # (A, K)
         for a, j in ending.nonzero().tolist():
             row = a * K + int(top_beam[a, j])
-            score = float(top_scores[a, j])
-            finished[int(sentences[a])].append((score / penalty, score, tokens[row, 1:].tolist()))
+            finished[int(sentences[a])].append((float(penalised[a, j]), tokens[row, 1:].tolist()))
+        best_finished[sentences] = torch.maximum(best_finished[sentences], penalised.max(dim=1).values)
 
         # The K best non-EOS candidates live on (a stable sort puts them first, in score order).
         order = torch.where(is_eos, top_scores.size(1), 0) + torch.arange(top_scores.size(1), device=device)
@@ -131,24 +143,25 @@ def beam_search(
         rows = (torch.arange(A, device=device)[:, None] * K + top_beam.gather(1, pick)).view(-1)  # (A*K,)
         next_tokens = top_token.gather(1, pick).view(-1, 1)  # (A*K, 1)
 
-        best_live = next_scores[:, 0].tolist()  # (A,)
-        done = []
-        for a, sentence in enumerate(sentences.tolist()):
-            if best_live[a] == NEG_INF and not finished[sentence]:
-                # Every continuation is forbidden (e.g. no_repeat_ngram_size over a tiny vocabulary): keep the
-                # best beam as it stands rather than return nothing.
-                best = scores[a].argmax().item()
-                finished[sentence].append((0.0, 0.0, tokens[a * K + best, 1:].tolist()))
-            safe = sum(score >= best_live[a] for _, score, _ in finished[sentence])
-            done.append(generated >= int(max_len[sentence]) or safe >= K or best_live[a] == NEG_INF)
-        keep = ~torch.tensor(done, device=device)  # (A,)
+        best_live = next_scores[:, 0]  # (A,) the beams are in score order
+        stuck = best_live.isneginf() & best_finished[sentences].isneginf()  # (A,)
+        for a in stuck.nonzero().view(-1).tolist():
+            # Every continuation is forbidden (e.g. no_repeat_ngram_size over a tiny vocabulary): keep the best
+            # beam as it stands rather than return nothing.
+            best = scores[a].argmax().item()
+            finished[int(sentences[a])].append((0.0, tokens[a * K + best, 1:].tolist()))
+        # The best any live beam can still finish with: its log P s only falls, and s <= 0 over the largest
+        # penalty is the least negative (at alpha = 0, s itself: the beam cannot gain probability).
+        reachable = best_live.double() / max_penalty[sentences]  # (A,)
+        done = (best_finished[sentences] >= reachable) | (max_len[sentences] <= generated) | best_live.isneginf()
+        keep = ~done  # (A,)
         rows = rows.view(A, K)[keep].view(-1)  # (A'*K,)
         sentences, scores = sentences[keep], next_scores[keep]
         tokens = torch.cat([tokens[rows], next_tokens.view(A, K)[keep].view(-1, 1)], dim=1)  # (A'*K, t + 1)
         if sentences.numel():
             state = model.reorder(state, rows)
 
-    return [max(hyps, key=lambda h: h[0])[2] if hyps else [] for hyps in finished]
+    return [max(hyps, key=lambda h: h[0])[1] if hyps else [] for hyps in finished]
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from attnbench.models.seq2seq import Maps, Memory, OutputLayer, attend, can_prepare, keys_values, reorder_rows
-from attnbench.models.transformer import AttentionFactory, TransformerEncoder
+from attnbench.models.transformer import AttentionFactory, TransformerEncoder, position_embedding, token_embedding
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]
 
@@ -89,8 +89,9 @@ class TransformerSeq2Seq(nn.Module):
             max_positions=max_positions, pad_id=pad_id,
         )
         share = tie_embeddings and shared_vocab
-        self.embed = self.encoder.embed if share else nn.Embedding(tgt_vocab, d_model, padding_idx=pad_id)
-        self.positions = nn.Embedding(max_positions, d_model)
+        # Initialised as the encoder's, so tied or not, tokens and positions start at comparable scales.
+        self.embed = self.encoder.embed if share else token_embedding(tgt_vocab, d_model, pad_id)
+        self.positions = position_embedding(max_positions, d_model)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, ff_dim, attention(), attention(), dropout) for _ in range(num_layers)
         )
@@ -98,6 +99,11 @@ class TransformerSeq2Seq(nn.Module):
         self.output = OutputLayer(d_model, tgt_vocab, self.embed if tie_embeddings else None)
         self.dropout = nn.Dropout(dropout)
         self.scale = math.sqrt(d_model)  # as in the encoder: embeddings (tied or not) scaled by √d_model
+        # Tied, the output layer reads the embedding table: the final LayerNorm's output (norm √d) still carries
+        # the input token's own embedding, so that token's logit would start at ~√(d/2) (~11 at d = 256) and the
+        # untrained model would copy its input. Rescaling the features by d^-1/2 before a tied output layer (as
+        # T5 does, Raffel et al. 2020) starts every logit near 0: the first prediction is near uniform.
+        self.output_scale = d_model**-0.5 if tie_embeddings else 1.0
         self.max_target_positions: int | None = max_positions
 
     def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
@@ -142,7 +148,7 @@ class TransformerSeq2Seq(nn.Module):
         """Feed the last emitted tokens (B,); logits (B, V) for the next one."""
         x = self._embed(tokens[:, None], state.length)  # (B, 1, D)
         x, state, maps = self._decode(x, state, None, need_weights)  # (B, 1, D)
-        return self.output(x[:, 0]), state, maps  # (B, V)
+        return self.output(x[:, 0] * self.output_scale), state, maps  # (B, V)
 
     def reorder(self, state: TransformerState | Memory, index: torch.Tensor) -> TransformerState | Memory:
         return reorder_rows(state, index)
@@ -160,7 +166,7 @@ class TransformerSeq2Seq(nn.Module):
         state = self.start(self.encode(src, src_mask))
         x = self._embed(tgt_in, 0)  # (B, T, D)
         x, _, maps = self._decode(x, state, tgt_mask[:, None, :], need_weights)  # (B, T, D)
-        return self.output(x), maps
+        return self.output(x * self.output_scale), maps
 
 
 __all__ = ["DecoderLayer", "TransformerSeq2Seq", "TransformerState"]
