@@ -1,27 +1,27 @@
 """`attnbench leaderboard`: run records in, leaderboard.md/.csv/.json and plots out; a pure function of the records.
 
-    records (metrics.json + config.yaml + predictions.jsonl) -> rows per task (attention x backbone, plus any
-    setting that varies within one) -> seed statistics -> paired bootstrap vs the baseline, Holm-corrected
-    -> tables, plots, provenance
+    records (metrics.json + config.yaml + predictions.jsonl) -> sections per (task, dataset): trivial-baseline
+    rows + rows of attention x backbone (plus any setting that varies within one) -> seed statistics ->
+    degenerate runs flagged -> two-level bootstrap vs the baseline variant, Holm-corrected -> tables, plots,
+    provenance
 
-Statistics
+Statistics (attnbench.stats)
 - Over seeds: mean, sample standard deviation (n-1) and a 95% Student-t confidence interval of the mean.
-- Against the baseline variant (same backbone, same other settings): a paired bootstrap over test examples
-  (Koehn, 2004). Each resample draws test examples with replacement; the primary metric of every seed's
-  predictions is computed on it (BLEU from sacreBLEU's n-gram statistics, ROUGE and accuracy as means of
-  per-example values), averaged over seeds, and the variant's average minus the baseline's is the resampled
-  difference. The two-sided p-value is twice the smaller tail of differences at or beyond zero. The p-values
-  of the variants of one (task, backbone) are Holm-corrected together (statsmodels).
+- Against the baseline variant (same section, backbone and other settings): a two-level bootstrap that resamples
+  test examples (paired) and each side's seeds, so its p is about the variants, not about particular trained
+  models; it needs 3 seeds a side. Holm-corrected across the variants of one (section, backbone, settings),
+  flagged rows left out. The example-only paired bootstrap is reported beside it, never starred.
+Degenerate runs (attnbench.metrics.degeneracy): collapsed predictions, or a primary metric that does not beat a
+trivial baseline record of the same test data.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,42 +29,87 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from attnbench.errors import ConfigError
-from attnbench.tasks.metrics import RESAMPLABLE, example_statistics, score_from_sums
+from attnbench.leaderboard_render import PERCENT, format_metric, render_all
+from attnbench.metrics.degeneracy import baseline_label, below_baseline_reason, collapse_reason
+from attnbench.metrics.scoring import RESAMPLABLE, example_statistics, score_from_sums
+from attnbench.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
 from attnbench.tracking.record import write_atomic
 
+__all__ = ["build_leaderboard", "holm", "hierarchical_bootstrap", "paired_bootstrap", "seed_statistics"]
+
 REQUIRED = ("run_id", "status", "task", "attention", "model", "seed", "metrics", "cost", "provenance")
+KINDS = ("model", "baseline")  # records without "kind" are models (older records)
 # Settings that never make two runs different cells.
-HOUSEKEEPING = ("seed", "run_id", "output_dir", "data_dir", "cache_dir", "wandb", "trainer.enable_progress_bar",
-                "trainer.num_workers", "trainer.log_every_n_steps")
+HOUSEKEEPING = ("seed", "run_id", "output_dir", "data_dir", "cache_dir", "resume", "wandb",
+                "trainer.enable_progress_bar", "trainer.num_workers", "trainer.log_every_n_steps")
 NOT_REPORTED = ("loss", "ppl")  # secondary columns are the other test metrics
-COST_COLUMNS = (("params", "params"), ("train_seconds", "train s"), ("tokens_per_second", "tokens/s"),
-                ("peak_memory_mb", "peak MB"))
+COST_FIELDS = ("params", "train_seconds", "validation_seconds", "test_seconds", "tokens_per_second",
+               "peak_memory_mb", "eval_peak_memory_mb")
+FEW_SEEDS = f"n < {MIN_SEEDS} seeds: seed variance cannot be estimated"
+NO_TRIVIAL = "no trivial baseline record for this test data"
 
 
 @dataclass
 class Run:
     path: Path
     record: dict
-    config: dict
+    config: dict  # config.yaml merged onto today's schema defaults (as written where it does not fit)
     primary: str
+    schema_note: str | None = None
+    _predictions: tuple[list, list, list] | None = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
         return self.record["run_id"]
 
+    @property
+    def kind(self) -> str:
+        return self.record.get("kind", "model")
+
+    @property
+    def dataset(self) -> str:
+        return str(self.record.get("dataset") or self.config.get("task", {}).get("dataset") or "unknown")
+
+    @property
+    def family(self) -> str:
+        return self.config.get("task", {}).get("family", "classification")
+
+    @property
+    def mode(self) -> str:
+        return self.config.get("task", {}).get("monitor_mode", "max")
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.record["provenance"].get("dataset_fingerprint")
+
+    def predictions(self) -> tuple[list, list, list]:
+        """(ids, predictions, golds) of predictions.jsonl; ValueError when it is missing or malformed."""
+        if self._predictions is None:
+            self._predictions = read_predictions(self.path / "predictions.jsonl")
+        return self._predictions
+
 
 @dataclass
 class Row:
     task: str
-    attention: str
-    model: str
+    dataset: str
+    attention: str | None
+    model: str | None
     extra: tuple[tuple[str, Any], ...] = ()
     runs: list[Run] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    trivial: str | None = None  # a trivial-baseline row: the baseline's name
+    flags: list[dict] = field(default_factory=list)  # {run_id, seed, reason}: why a run of the row is degenerate
 
     @property
     def label(self) -> str:
-        return self.attention + "".join(f" [{k}={v}]" for k, v in self.extra)
+        if self.trivial:
+            return baseline_label(self.trivial) + "".join(f" [{k}={v}]" for k, v in self.extra)
+        return str(self.attention) + "".join(f" [{k}={v}]" for k, v in self.extra)
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if self.trivial else "model"
 
     @property
     def missing(self) -> bool:
@@ -72,13 +117,42 @@ class Row:
 
 
 @dataclass
+class Section:
+    task: str
+    dataset: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    test_data: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task} / {self.dataset}"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.task}-{self.dataset}"
+
+    @property
+    def primary(self) -> str:
+        return next(r.stats["primary"] for r in self.rows if not r.missing)
+
+
+@dataclass
 class Report:
-    tasks: dict[str, list[Row]]
+    sections: list[Section]
     skipped: list[str]
     warnings: list[str]
     provenance: dict[str, Any]
     n_records: int
     files: list[Path] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> dict[str, list[Row]]:
+        """Rows by task, the sections of a task one after another."""
+        out: dict[str, list[Row]] = defaultdict(list)
+        for section in self.sections:
+            out[section.task] += section.rows
+        return dict(out)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -112,11 +186,23 @@ def _read_run(path: Path) -> Run:
     if record["status"] != "completed":
         raise ValueError(f"status {record['status']!r}, not completed" +
                          (f" ({record['error']})" if record.get("error") else ""))
+    kind = record.get("kind", "model")
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+    if kind == "baseline" and not isinstance(record.get("baseline"), str):
+        raise ValueError('a baseline record without the "baseline" name')
+    if not isinstance(record["provenance"], dict) or not isinstance(record["cost"], dict):
+        raise ValueError("provenance and cost must be JSON objects")
     config_path = path.parent / "config.yaml"
     try:
-        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+        raw = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
     except Exception as err:
         raise ValueError(f"no readable config.yaml beside it ({type(err).__name__})") from None
+    if not isinstance(raw, dict):
+        raise ValueError("config.yaml beside it is not a mapping")
+    if kind == "baseline" and "task" not in raw:  # a baseline may save only the task config it was computed with
+        raw = {"task": raw}
+    config, schema_note = normalise_config(raw)
     try:
         primary = config["task"]["monitor"]
         value = record["metrics"]["test"][primary]
@@ -124,7 +210,44 @@ def _read_run(path: Path) -> Run:
         raise ValueError("no test value of the task's primary metric (task.monitor)") from None
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"test {primary} is {value!r}, not a number")
-    return Run(path.parent, record, config, primary)
+    return Run(path.parent, record, config, primary, schema_note)
+
+
+@lru_cache(maxsize=1)
+def _schema():
+    from attnbench.config import RunConfig
+
+    return OmegaConf.structured(RunConfig)
+
+
+def normalise_config(raw: dict) -> tuple[dict, str | None]:
+    """config.yaml merged onto today's schema defaults, so that a config written before a key was added compares
+    equal to one written after. A config with a key the schema no longer has cannot be merged: it is compared as
+    written (returned with a note saying so)."""
+    try:
+        return OmegaConf.to_container(OmegaConf.merge(_schema(), raw), resolve=True), None
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return raw, (f"config.yaml does not fit today's schema ({first}): compared as written, so keys added to the "
+                     "schema since may split its row")
+
+
+def read_predictions(path: Path) -> tuple[list, list, list]:
+    if not path.is_file():
+        raise ValueError(f"{path} missing")
+    ids, predictions, golds = [], [], []
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                ids.append(row["id"])
+                predictions.append(row["prediction"])
+                golds.append(row["gold"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path} line {line_no} is not a prediction row (id, prediction, gold)") from None
+    if not ids:
+        raise ValueError(f"{path} is empty")
+    return ids, predictions, golds
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -140,41 +263,49 @@ def _is_housekeeping(key: str) -> bool:
     return any(key == h or key.startswith(h + ".") for h in HOUSEKEEPING)
 
 
-# ----------------------------------------------------------------------------------------------- rows
+# ----------------------------------------------------------------------------------------------- sections and rows
 
 
-def make_rows(runs: list[Run]) -> tuple[dict[str, list[Row]], list[str]]:
-    """Rows per task: attention x backbone, split further by any setting that varies within one (ablations)."""
-    warnings: list[str] = []
-    by_task: dict[str, list[Run]] = defaultdict(list)
+def make_sections(runs: list[Run]) -> tuple[list[Section], list[str]]:
+    """Sections per (task, dataset). In each: one row per trivial-baseline record, then attention x backbone,
+    split further by any setting that varies within one pair (ablations)."""
+    warnings = [f"{run.path}: {run.schema_note}" for run in runs if run.schema_note]
+    by_section: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        by_task[run.record["task"]].append(run)
-    # The grid: every attention seen x every backbone seen; a cell without runs in a task is shown as missing.
-    pairs = [(a, m) for a in sorted({r.record["attention"] for r in runs}) for m in sorted({r.record["model"] for r in runs})]
-    tasks: dict[str, list[Row]] = {}
-    for task, task_runs in sorted(by_task.items()):
+        by_section[(run.record["task"], run.dataset)].append(run)
+    models = [r for r in runs if r.kind == "model"]
+    # The grid: every attention seen x every backbone seen; a cell without runs in a section is shown as missing.
+    pairs = [(a, m) for a in sorted({str(r.record["attention"]) for r in models})
+             for m in sorted({str(r.record["model"]) for r in models})]
+    sections = []
+    for (task, dataset), section_runs in sorted(by_section.items()):
+        baselines = sorted((r for r in section_runs if r.kind == "baseline"), key=lambda r: (r.record["baseline"], r.run_id))
+        names = [r.record["baseline"] for r in baselines]
+        rows = [Row(task, dataset, None, None, (("run", b.run_id),) if names.count(b.record["baseline"]) > 1 else (),
+                    [b], trivial=b.record["baseline"]) for b in baselines]
         groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
-        for run in task_runs:
-            groups[(run.record["attention"], run.record["model"])].append(run)
+        for run in section_runs:
+            if run.kind == "model":
+                groups[(str(run.record["attention"]), str(run.record["model"]))].append(run)
         varying = _varying_keys(list(groups.values()))
-        rows: dict[tuple, Row] = {}
+        cells: dict[tuple, Row] = {}
         for (attention, model), group in groups.items():
             for run in group:
                 flat = _flatten(run.config)
                 extra = tuple((key, flat.get(key)) for key in varying)
-                row = rows.setdefault((attention, model, extra), Row(task, attention, model, extra))
+                row = cells.setdefault((attention, model, extra), Row(task, dataset, attention, model, extra))
                 row.runs.append(run)
         for attention, model in pairs:
-            if not any(key[:2] == (attention, model) for key in rows):
-                rows[(attention, model, ())] = Row(task, attention, model)
-        ordered = sorted(rows.values(), key=lambda r: (r.model, r.attention, [str(v) for _, v in r.extra]))
+            if not any(key[:2] == (attention, model) for key in cells):
+                cells[(attention, model, ())] = Row(task, dataset, attention, model)
+        ordered = sorted(cells.values(), key=lambda r: (r.model, r.attention, [str(v) for _, v in r.extra]))
         for row in ordered:
             seeds = [run.record["seed"] for run in row.runs]
             if len(seeds) != len(set(seeds)):
-                warnings.append(f"{task} {row.model} {row.label}: seed repeated ({sorted(seeds)}); "
+                warnings.append(f"{task}/{dataset} {row.model} {row.label}: seed repeated ({sorted(seeds)}); "
                                 "every record is counted: point --runs at one suite")
-        tasks[task] = ordered
-    return tasks, warnings
+        sections.append(Section(task, dataset, rows + ordered))
+    return sections, warnings
 
 
 def _varying_keys(groups: list[list[Run]]) -> list[str]:
@@ -188,84 +319,126 @@ def _varying_keys(groups: list[list[Run]]) -> list[str]:
     return sorted(keys)
 
 
-# ----------------------------------------------------------------------------------------------- statistics
+# ----------------------------------------------------------------------------------------------- per-row statistics
 
 
-def seed_statistics(values: list[float]) -> dict[str, Any]:
-    """Mean, sample std (n-1) and the 95% Student-t interval of the mean; std and CI need n >= 2."""
-    from scipy import stats
+def summarize(rows: list[Row]) -> None:
+    for row in rows:
+        if row.missing:
+            continue
+        primary = row.runs[0].primary
+        tests = [run.record["metrics"].get("test") or {} for run in row.runs]
+        row.stats["primary"] = primary
+        row.stats["metrics"] = {
+            key: seed_statistics([t[key] for t in tests if isinstance(t.get(key), (int, float))])
+            for key in sorted({k for t in tests for k in t if k not in NOT_REPORTED})
+            if any(isinstance(t.get(key), (int, float)) for t in tests)
+        }
+        costs = [run.record["cost"] for run in row.runs]
+        row.stats["cost"] = {key: _mean([c.get(key) for c in costs]) for key in COST_FIELDS}
+        row.stats["cost"]["peak_memory_kind"] = sorted({str(c["peak_memory_kind"]) for c in costs
+                                                        if c.get("peak_memory_kind")})
+        # Older records timed the whole fit (validation included) as train_seconds and had no validation_seconds.
+        row.stats["cost"]["train_seconds_includes_validation"] = any(
+            "train_seconds" in c and "validation_seconds" not in c for c in costs)
+        row.stats["seeds"] = sorted(run.record["seed"] for run in row.runs if run.record["seed"] is not None)
 
-    n = len(values)
-    mean = float(np.mean(values))
-    if n < 2:
-        return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
-    std = float(np.std(values, ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return float(np.mean(numbers)) if numbers else None
 
 
 def load_statistics(run: Run, metric: str) -> tuple[list, np.ndarray]:
-    """(example ids, (N, K) per-example statistics of `metric`) from the run's predictions.jsonl."""
-    path = run.path / "predictions.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path} missing")
-    ids, predictions, golds = [], [], []
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            try:
-                row = json.loads(line)
-                ids.append(row["id"])
-                predictions.append(row["prediction"])
-                golds.append(row["gold"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path} line {line_no} is not a prediction row (id, prediction, gold)") from None
-    if not ids:
-        raise ValueError(f"{path} is empty")
+    """(example ids, (N, K) per-example statistics of `metric`) from the run's predictions.jsonl, after checking
+    that they reproduce the recorded test metric."""
+    ids, predictions, golds = run.predictions()
     statistics = example_statistics(metric, predictions, golds)
     recorded = run.record["metrics"]["test"][metric]
     rescored = float(score_from_sums(metric, statistics.sum(0, keepdims=True), len(ids))[0])
     if not math.isclose(rescored, recorded, rel_tol=1e-3, abs_tol=1e-3):
-        raise ValueError(f"{path} gives test {metric} {rescored:.4f} but metrics.json says {recorded:.4f}")
+        raise ValueError(f"{run.path / 'predictions.jsonl'} gives test {metric} {rescored:.4f} but metrics.json "
+                         f"says {recorded:.4f}")
     return ids, statistics
 
 
-def paired_bootstrap(variant: list[np.ndarray], baseline: list[np.ndarray], metric: str, samples: int = 1000,
-                     seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap of (mean over variant seeds) - (mean over baseline seeds) of `metric`.
-
-    Each list holds one (N, K) statistics array per seed, rows aligned on the same N test examples.
-    Returns the observed difference, its 95% percentile interval and the two-sided p-value.
-    """
-    n = variant[0].shape[0]
-    if any(a.shape[0] != n for a in [*variant, *baseline]):
-        raise ValueError("runs were scored on different numbers of test examples")
-    rng = np.random.default_rng(seed)
-    # counts[s, i]: how often resample s drew example i; counts @ statistics = the resamples' summed statistics.
-    counts = np.stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(samples)]).astype(float)
-
-    def mean_score(arrays: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-        return np.mean([score_from_sums(metric, weights @ a, n) for a in arrays], axis=0)
-
-    everything = np.ones((1, n))
-    observed = float(mean_score(variant, everything)[0] - mean_score(baseline, everything)[0])
-    diffs = mean_score(variant, counts) - mean_score(baseline, counts)
-    below = (1 + np.sum(diffs <= 0)) / (samples + 1)
-    above = (1 + np.sum(diffs >= 0)) / (samples + 1)
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {"delta": observed, "delta_low": float(low), "delta_high": float(high),
-            "p": float(min(1.0, 2 * min(below, above)))}
+# ----------------------------------------------------------------------------------------------- degenerate runs
 
 
-def holm(p_values: list[float]) -> list[float]:
-    from statsmodels.stats.multitest import multipletests
+def same_test_data(a: Run, b: Run) -> bool:
+    """Same provenance.dataset_fingerprint, else identical (id, gold) pairs in predictions.jsonl."""
+    if a.fingerprint is not None and a.fingerprint == b.fingerprint:
+        return True
+    try:
+        pairs = [sorted((json.dumps(i), json.dumps(g)) for i, _, g in zip(*run.predictions())) for run in (a, b)]
+    except ValueError:
+        return False
+    return pairs[0] == pairs[1]
 
-    if not p_values:
-        return []
-    return [float(p) for p in multipletests(p_values, method="holm")[1]]
+
+def flag_degenerate(section: Section) -> None:
+    """row.flags for every model row with a degenerate run; notes for what could not be checked."""
+    trivial = [row.runs[0] for row in section.rows if row.trivial]
+    unmatched: dict[str, list] = defaultdict(list)
+    unchecked: dict[str, list] = defaultdict(list)
+    used: set[str] = set()
+    for row in section.rows:
+        if row.trivial or row.missing:
+            continue
+        name = f"{row.label} ({row.model})"
+        primary = row.runs[0].primary
+
+        def shown(value: float, metric: str = primary) -> str:
+            return format_metric(metric, value) + ("%" if metric in PERCENT else "")
+
+        for run in sorted(row.runs, key=lambda r: r.record["seed"]):
+            try:
+                reason = collapse_reason(run.family, run.predictions()[1])
+            except ValueError:
+                reason = None
+                unchecked[name].append(run.record["seed"])
+            if reason:
+                row.flags.append({"run_id": run.run_id, "seed": run.record["seed"], "reason": reason})
+            matches = [b for b in trivial if same_test_data(run, b)]
+            used.update(b.run_id for b in matches)
+            if not matches:
+                unmatched[name].append(run.record["seed"])
+            for base in matches:
+                value = base.record["metrics"]["test"].get(run.primary)
+                if not isinstance(value, (int, float)):
+                    continue
+                reason = below_baseline_reason(run.primary, run.record["metrics"]["test"][run.primary],
+                                               base.record["baseline"], value, run.mode, shown=shown)
+                if reason:
+                    row.flags.append({"run_id": run.run_id, "seed": run.record["seed"], "reason": reason})
+    trained = any(not row.trivial and not row.missing for row in section.rows)
+    for row in section.rows:
+        if row.trivial and trained and row.runs[0].run_id not in used:
+            section.notes.append(f"{row.label} was computed on other test data than every trained run here "
+                                 f"(fingerprint {row.runs[0].fingerprint}): a reference only")
+    if unmatched:
+        section.notes.append(f"{NO_TRIVIAL}: {_rows_and_seeds(section, unmatched)} not checked against a trivial baseline")
+    if unchecked:
+        section.notes.append(f"no readable predictions.jsonl, collapse not checked: {_rows_and_seeds(section, unchecked)}")
+
+
+def _rows_and_seeds(section: Section, seeds: dict[str, list]) -> str:
+    """"dot (rnn), general (rnn) seeds 1, 2": a row by name when all its runs are meant, else with the seeds."""
+    runs = {f"{row.label} ({row.model})": len(row.runs) for row in section.rows}
+    return _listing([name if len(found) == runs[name] else f"{name} seed{'s' * (len(found) > 1)} "
+                     + ", ".join(map(str, found)) for name, found in seeds.items()])
+
+
+def _listing(items: list[str], limit: int = 6) -> str:
+    return "; ".join(items[:limit]) + (f"; and {len(items) - limit} more" if len(items) > limit else "")
+
+
+# ----------------------------------------------------------------------------------------------- significance
 
 
 def compare_to_baseline(rows: list[Row], baseline: str, samples: int, problems: list[str]) -> None:
-    """Fill row.stats['test'] for each row against the baseline row of its backbone and settings."""
+    """row.stats['test'] (two-level bootstrap, Holm) and row.stats['test_examples_only'] for each model row
+    against the baseline variant's row of its backbone and settings; row.stats['test_note'] says why not."""
     cache: dict[str, tuple[list, np.ndarray]] = {}
 
     def stats_of(row: Row) -> list[tuple[list, np.ndarray]]:
@@ -278,18 +451,24 @@ def compare_to_baseline(rows: list[Row], baseline: str, samples: int, problems: 
 
     families: dict[tuple, list[tuple[Row, dict]]] = defaultdict(list)
     for row in rows:
-        if row.missing or row.attention == baseline:
+        if row.missing or row.trivial or row.attention == baseline:
             continue
-        base = next((r for r in rows if r.attention == baseline and r.model == row.model and r.extra == row.extra
-                     and not r.missing), None)
+        base = next((r for r in rows if not r.trivial and r.attention == baseline and r.model == row.model
+                     and r.extra == row.extra and not r.missing), None)
         if base is None:
             row.stats["test_note"] = f"no {baseline} baseline"
+            continue
+        if row.flags:
+            row.stats["test_note"] = "flagged (degenerate): not tested"
+            continue
+        if base.flags:
+            row.stats["test_note"] = f"the {baseline} row is flagged (degenerate): not tested"
             continue
         metric = row.runs[0].primary
         if metric not in RESAMPLABLE:
             row.stats["test_note"] = f"{metric} is not resampled"
             continue
-        fingerprints = {r.record["provenance"].get("dataset_fingerprint") for r in [*row.runs, *base.runs]}
+        fingerprints = {r.fingerprint for r in [*row.runs, *base.runs]}
         if len(fingerprints) > 1:
             row.stats["test_note"] = "different test data than the baseline"
             continue
@@ -298,39 +477,67 @@ def compare_to_baseline(rows: list[Row], baseline: str, samples: int, problems: 
             order = ours[0][0]
             if any(ids != order for ids, _ in [*ours, *theirs]):
                 raise ValueError("predictions list different test examples than the baseline's")
-            result = paired_bootstrap([a for _, a in ours], [a for _, a in theirs], metric, samples=samples)
+            variant, reference = [a for _, a in ours], [a for _, a in theirs]
+            row.stats["test_examples_only"] = paired_bootstrap(variant, reference, metric, samples=samples)
         except ValueError as err:
             row.stats["test_note"] = "no test: see skipped"
-            problems.append(f"{row.task} {row.model} {row.label}: significance test skipped: {err}")
+            problems.append(f"{row.task}/{row.dataset} {row.model} {row.label}: significance test skipped: {err}")
             continue
-        families[(row.model, row.extra)].append((row, result))
+        if min(len(variant), len(reference)) < MIN_SEEDS:
+            row.stats["test_note"] = FEW_SEEDS
+            continue
+        families[(row.model, row.extra)].append((row, hierarchical_bootstrap(variant, reference, metric, samples=samples)))
     for family in families.values():
         adjusted = holm([result["p"] for _, result in family])
         for (row, result), p_holm in zip(family, adjusted):
-            row.stats["test"] = {**result, "p_holm": p_holm, "baseline": baseline}
+            row.stats["test"] = {**result, "p_holm": p_holm, "baseline": baseline, "family_size": len(family)}
 
 
-def summarize(rows: list[Row]) -> None:
-    for row in rows:
-        if row.missing:
+# ----------------------------------------------------------------------------------------------- section footers
+
+
+def data_notes(section: Section) -> None:
+    """The test split's truncation (from the records' "data" block) and the cost columns' caveats."""
+    runs = [run for row in section.rows if not row.trivial for run in row.runs]
+    seen: dict[tuple, list[Run]] = defaultdict(list)
+    without = 0
+    for run in runs:
+        data = run.record.get("data")
+        splits = data.get("splits") if isinstance(data, dict) else None
+        test = splits.get("test") if isinstance(splits, dict) else None
+        if not isinstance(test, dict):
+            without += 1
             continue
-        primary = row.runs[0].primary
-        test_metrics = sorted({k for run in row.runs for k in run.record["metrics"]["test"] if k not in NOT_REPORTED})
-        row.stats["primary"] = primary
-        row.stats["metrics"] = {
-            key: seed_statistics([run.record["metrics"]["test"][key] for run in row.runs
-                                  if isinstance(run.record["metrics"]["test"].get(key), (int, float))])
-            for key in test_metrics
-        }
-        row.stats["cost"] = {
-            key: _mean([run.record["cost"].get(key) for run in row.runs]) for key, _ in COST_COLUMNS
-        }
-        row.stats["seeds"] = sorted(run.record["seed"] for run in row.runs)
-
-
-def _mean(values: list[Any]) -> float | None:
-    numbers = [v for v in values if isinstance(v, (int, float))]
-    return float(np.mean(numbers)) if numbers else None
+        limits = {"source": data.get("max_length"), "target": data.get("max_target_length") or data.get("max_length")}
+        # (a target is cut at max_target_length - 1 tokens: the limit counts BOS/EOS)
+        for side, limit in limits.items():
+            lengths = test.get(side)
+            if isinstance(lengths, dict):
+                key = (side, limit, data.get("warn_share", 0.05), test.get("examples"),
+                       *(lengths.get(k) for k in ("truncated", "p50", "p90", "p99", "max")))
+                seen[key].append(run)
+    for key, group in sorted(seen.items(), key=lambda kv: json.dumps(kv[0], default=str)):
+        side, limit, warn, examples, truncated, p50, p90, p99, longest = key
+        entry = {"side": side, "max_length": limit, "warn_share": warn, "examples": examples, "truncated": truncated,
+                 "p50": p50, "p90": p90, "p99": p99, "max": longest, "runs": sorted(r.run_id for r in group)}
+        section.test_data.append(entry)
+        share = f"{truncated:.1%}" if isinstance(truncated, (int, float)) else "an unknown share"
+        runs_of = "" if len(seen) <= 2 else f" ({len(group)} runs: {_listing(sorted(r.run_id for r in group), 3)})"
+        setting = f"task.{'max_length' if side == 'source' else 'max_target_length'}={limit}"
+        section.notes.append(f"test {side}s{f' ({examples} examples)' if examples else ''}: {share} truncated by "
+                             f"{setting}; lengths in tokens before truncation p50 {p50}, p90 {p90}, p99 {p99}, "
+                             f"max {longest}" + runs_of)
+        if isinstance(truncated, (int, float)) and isinstance(warn, (int, float)) and truncated > warn:
+            section.notes.append(f"⚠ warning: {truncated:.1%} of the test {side}s are cut by {setting}, more than the "
+                                 f"warning share {warn:.0%}: these scores are of truncated {side}s")
+    if without:
+        section.notes.append(f"test-split lengths not recorded in {without} of {len(runs)} runs (no \"data\" block)")
+    if any(r.stats.get("cost", {}).get("train_seconds_includes_validation") for r in section.rows):
+        section.notes.append("† train s includes in-fit validation for records without cost.validation_seconds "
+                             "(older record format)")
+    kinds = sorted({k for r in section.rows for k in r.stats.get("cost", {}).get("peak_memory_kind", [])})
+    if len(kinds) > 1:
+        section.notes.append(f"⚠ peak memory measured differently across runs ({'; '.join(kinds)}): not comparable")
 
 
 # ----------------------------------------------------------------------------------------------- the report
@@ -344,17 +551,14 @@ def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive",
     if not runs:
         raise ConfigError(f"no completed run records under {runs_dir}" + (f" ({len(skipped)} skipped)" if skipped else "")
                           + ": run `attnbench run ...` or `attnbench sweep ...` first, or pass --runs <folder>")
-    tasks, warnings = make_rows(runs)
-    for rows in tasks.values():
-        summarize(rows)
-        compare_to_baseline(rows, baseline, samples, skipped)
-    report = Report(tasks, skipped, warnings, provenance(runs), len(runs))
-    files = {
-        "leaderboard.md": render_markdown(report, baseline, title, runs_dir),
-        "leaderboard.csv": render_csv(report),
-        "leaderboard.json": json.dumps(to_json(report, baseline), indent=2) + "\n",
-    }
-    files.update(render_plots(report))
+    sections, warnings = make_sections(runs)
+    for section in sections:
+        summarize(section.rows)
+        flag_degenerate(section)
+        compare_to_baseline(section.rows, baseline, samples, skipped)
+        data_notes(section)
+    report = Report(sections, skipped, warnings, provenance(runs), len(runs))
+    files = render_all(report, baseline, title, runs_dir, samples)
     # Everything is rendered before anything is written: a failure leaves the previous leaderboard intact.
     for name, content in files.items():
         write_atomic(out_dir / name, content)
@@ -371,8 +575,7 @@ def provenance(runs: list[Run]) -> dict[str, Any]:
     for run in runs:
         for metric, signature in (run.record["provenance"].get("metric_signatures") or {}).items():
             signatures[metric].add(signature)
-        fingerprints[f"{run.record['task']}/{run.record.get('dataset')}"].add(
-            str(run.record["provenance"].get("dataset_fingerprint")))
+        fingerprints[f"{run.record['task']}/{run.dataset}"].add(str(run.fingerprint))
     return {
         "git_sha": values("git_sha"),
         "git_dirty": sorted({bool(run.record["provenance"].get("git_dirty")) for run in runs}),
@@ -384,184 +587,3 @@ def provenance(runs: list[Run]) -> dict[str, Any]:
         "finished": [min(values("finished_at")), max(values("finished_at"))],
     }
 
-
-PERCENT = ("accuracy", "f1")  # recorded as fractions (torchmetrics), shown as percentages
-
-
-def _metric(metric: str, value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return ""
-    value = 100 * value if metric in PERCENT else value
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _fmt_int(value: float | None) -> str:
-    return "" if value is None else f"{value:,.0f}"
-
-
-def _best(rows: list[Row]) -> Row | None:
-    present = [r for r in rows if not r.missing]
-    return max(present, key=lambda r: r.stats["metrics"][r.stats["primary"]]["mean"]) if present else None
-
-
-def render_markdown(report: Report, baseline: str, title: str, runs_dir: Path) -> str:
-    lines = [f"# {title}", "",
-             f"Generated by `attnbench leaderboard` from {report.n_records} run records in `{runs_dir}`; "
-             "nothing here is edited by hand.",
-             f"Primary metric: the task's monitored test metric, mean ± sample std over seeds (n), 95% Student-t "
-             f"interval of the mean. Δ: difference to `{baseline}` on the same backbone, paired bootstrap over test "
-             "examples (seeds averaged), two-sided p Holm-corrected across the variants of a backbone; * p < 0.05. "
-             "**Bold**: best mean of the task. Accuracy and F1 in %, times in seconds, memory in MiB.", ""]
-    for task, rows in report.tasks.items():
-        present = [r for r in rows if not r.missing]
-        primary = present[0].stats["primary"]
-        secondary = sorted({k for r in present for k in r.stats["metrics"]} - {primary})
-        best = _best(rows)
-        lines += [f"## {task}", "",
-                  "| attention | backbone | " + f"{primary} | n | 95% CI | Δ {primary} vs {baseline} | p (Holm) | "
-                  + "".join(f"{m} | " for m in secondary) + " | ".join(label for _, label in COST_COLUMNS) + " |",
-                  "|" + "---|" * (7 + len(secondary) + len(COST_COLUMNS))]
-        for row in rows:
-            if row.missing:
-                cells = [row.label, row.model, "missing", "0"] + [""] * (3 + len(secondary) + len(COST_COLUMNS))
-                lines.append("| " + " | ".join(cells) + " |")
-                continue
-            m = row.stats["metrics"][primary]
-            value = _metric(primary, m["mean"]) + (f" ± {_metric(primary, m['std'])}" if m["std"] is not None else "")
-            if row is best:
-                value = f"**{value}**"
-            ci = (f"[{_metric(primary, m['ci_low'])}, {_metric(primary, m['ci_high'])}]" if m["ci_low"] is not None
-                  else "n/a (n=1)")
-            test = row.stats.get("test")
-            if test:
-                delta = " ".join([_metric(primary, test["delta"], signed=True),
-                                  f"[{_metric(primary, test['delta_low'], signed=True)},",
-                                  f"{_metric(primary, test['delta_high'], signed=True)}]"])
-                p = f"{test['p_holm']:.3f}" + ("*" if test["p_holm"] < 0.05 else "")
-            else:
-                delta, p = ("baseline", "") if row.attention == baseline else (row.stats.get("test_note", ""), "")
-            cells = [row.label, row.model, value, str(m["n"]), ci, delta, p]
-            cells += [_metric(k, row.stats["metrics"][k]["mean"]) if k in row.stats["metrics"] else "" for k in secondary]
-            cost = row.stats["cost"]
-            cells += [_fmt_int(cost["params"]), _fmt(cost["train_seconds"]), _fmt_int(cost["tokens_per_second"]),
-                      _fmt_int(cost["peak_memory_mb"])]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", f"![{task}: quality vs training time](plots/{task}-quality-vs-time.png)",
-                  f"![{task}: {primary} per variant](plots/{task}-{primary}.png)", ""]
-    prov = report.provenance
-    lines += ["## Provenance", "",
-              f"- git SHAs: {', '.join(f'`{s}`' for s in prov['git_sha'])}"
-              + (" (some runs from a modified tree)" if True in prov["git_dirty"] else ""),
-              f"- hardware: {'; '.join(prov['hardware'])}; precision: {', '.join(prov['precision'])}",
-              f"- runs finished between {prov['finished'][0]} and {prov['finished'][1]}"]
-    for metric, signatures in prov["metric_signatures"].items():
-        lines.append(f"- {metric}: {'; '.join(f'`{s}`' for s in signatures)}")
-    for dataset, fingerprints in prov["dataset_fingerprints"].items():
-        lines.append(f"- data {dataset}: fingerprint {', '.join(f'`{f}`' for f in fingerprints)}")
-    if report.warnings or report.skipped:
-        lines += ["", "## Warnings and skipped records", ""]
-        lines += [f"- {w}" for w in report.warnings] + [f"- skipped {s}" for s in report.skipped]
-    return "\n".join(lines) + "\n"
-
-
-CSV_FIELDS = ("task", "attention", "backbone", "settings", "metric", "n", "mean", "std", "ci_low", "ci_high",
-              "baseline", "delta", "delta_low", "delta_high", "p", "p_holm", "params", "train_seconds",
-              "tokens_per_second", "peak_memory_mb", "seeds", "run_ids")
-
-
-def render_csv(report: Report) -> str:
-    """One line per (task, row, test metric); missing rows have n=0 and empty values."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for task, rows in report.tasks.items():
-        for row in rows:
-            base = {"task": task, "attention": row.attention, "backbone": row.model,
-                    "settings": ";".join(f"{k}={v}" for k, v in row.extra)}
-            if row.missing:
-                writer.writerow({**base, "metric": "", "n": 0})
-                continue
-            for metric, s in row.stats["metrics"].items():
-                test = row.stats.get("test", {}) if metric == row.stats["primary"] else {}
-                writer.writerow({
-                    **base, "metric": metric, **{k: s[k] for k in ("n", "mean", "std", "ci_low", "ci_high")},
-                    **{k: test.get(k) for k in ("baseline", "delta", "delta_low", "delta_high", "p", "p_holm")},
-                    **row.stats["cost"], "seeds": " ".join(map(str, row.stats["seeds"])),
-                    "run_ids": " ".join(sorted(run.run_id for run in row.runs)),
-                })
-    return buffer.getvalue()
-
-
-def to_json(report: Report, baseline: str) -> dict[str, Any]:
-    return {
-        "baseline": baseline,
-        "tasks": {
-            task: [{"attention": r.attention, "backbone": r.model, "settings": dict(r.extra), "missing": r.missing,
-                    **{k: v for k, v in r.stats.items()}, "run_ids": sorted(run.run_id for run in r.runs)}
-                   for r in rows]
-            for task, rows in report.tasks.items()
-        },
-        "provenance": report.provenance,
-        "warnings": report.warnings,
-        "skipped": report.skipped,
-    }
-
-
-def render_plots(report: Report) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files: dict[str, bytes] = {}
-    for task, rows in report.tasks.items():
-        present = [r for r in rows if not r.missing]
-        primary = present[0].stats["primary"]
-        models = sorted({r.model for r in present})
-        markers = dict(zip(models, "os^Dv<>"))
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for row in present:
-            m = row.stats["metrics"][primary]
-            x = row.stats["cost"]["train_seconds"] or 0.0
-            ax.errorbar(x, m["mean"], yerr=m["std"] or 0.0, fmt=markers.get(row.model, "o"), capsize=3,
-                        label=f"{row.label} ({row.model})")
-            ax.annotate(row.label, (x, m["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel("training time per run (s)")
-        ax.set_ylabel(f"test {primary} (mean ± std over seeds)")
-        ax.set_title(f"{task}: quality vs training time")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
-        files[f"plots/{task}-quality-vs-time.png"] = _png(fig)
-
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
-        labels = [f"{r.label}\n{r.model}" for r in rows]
-        means = [r.stats["metrics"][primary]["mean"] if not r.missing else 0.0 for r in rows]
-        errors = [(r.stats["metrics"][primary]["std"] or 0.0) if not r.missing else 0.0 for r in rows]
-        colors = [f"C{models.index(r.model)}" if r.model in models else "lightgrey" for r in rows]
-        bars = ax.bar(range(len(rows)), means, yerr=errors, capsize=3, color=colors)
-        for bar, row in zip(bars, rows):
-            if row.missing:  # missing is drawn as a label, never as a zero-height result
-                bar.set_visible(False)
-                ax.text(bar.get_x() + bar.get_width() / 2, 0, "missing", rotation=90, ha="center", va="bottom",
-                        fontsize=7, color="grey")
-        ax.set_xticks(range(len(rows)), labels, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(f"test {primary} (mean ± std over seeds)")
-        ax.set_title(f"{task}: {primary} per attention variant and backbone")
-        ax.grid(axis="y", alpha=0.3)
-        files[f"plots/{task}-{primary}.png"] = _png(fig)
-    return files
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()

@@ -1,21 +1,24 @@
 """The leaderboard on synthetic run records whose answers are known: seed statistics, paired bootstrap, Holm,
-missing cells, malformed records, and the command's files."""
+missing cells, malformed records, and the command's files. `write_record` and `write_baseline` build the
+records the other tests/test_leaderboard_*.py files use."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from sacrebleu.metrics import BLEU
 
 from attnbench.cli import main
 from attnbench.config import load_config, to_yaml
-from attnbench.leaderboard import holm, paired_bootstrap, seed_statistics
-from attnbench.tasks.metrics import example_statistics, rouge_scores, score_from_sums
+from attnbench.metrics.scoring import example_statistics, rouge_scores, score_from_sums
+from attnbench.stats import holm, paired_bootstrap, seed_statistics
 
 N = 400  # test examples of the synthetic sentiment task
 
@@ -90,36 +93,105 @@ def test_paired_bootstrap_is_deterministic_and_checks_alignment():
 
 
 def write_record(root: Path, attention: str, model: str, seed: int, correct: np.ndarray | None = None,
-                 task: str = "sentiment", status: str = "completed", extra: tuple[str, ...] = ()) -> Path:
-    """A run folder as `attnbench run` writes it: config.yaml, metrics.json and predictions.jsonl."""
-    run_id = f"{task}-{model}-{attention}-s{seed}" + "".join(f"-{o.split('=')[1]}" for o in extra)
+                 task: str = "sentiment", status: str = "completed", extra: tuple[str, ...] = (),
+                 rows: list[dict] | None = None, test: dict | None = None, dataset: str | None = None,
+                 fingerprint: str = "fp1", cost: dict | None = None, data: dict | None = None,
+                 config_edit: Callable[[dict], None] | None = None, kind: str | None = "model") -> Path:
+    """A run folder as `attnbench run` writes it: config.yaml, metrics.json and predictions.jsonl.
+
+    Sentiment runs take `correct` (N, 1) and get alternating gold labels; other runs take prediction `rows`
+    and their `test` metrics. `config_edit(dict)` changes the saved config (e.g. an older schema's);
+    kind=None writes a record from before records had a "kind"."""
+    run_id = (f"{task}-{dataset + '-' if dataset else ''}{model}-{attention}-s{seed}"
+              + "".join(f"-{o.split('=')[1]}" for o in extra))
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     cfg = load_config([f"task={task}", f"attention={attention}", f"model={model}", f"seed={seed}", f"run_id={run_id}",
-                       *extra])
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    test: dict[str, float] = {}
+                       *extra, *([f"task.dataset={dataset}"] if dataset else [])])
+    _write_config(run_dir, cfg, config_edit)
     if correct is not None:
         golds = [i % 2 for i in range(len(correct))]
         preds = [g if c else 1 - g for g, c in zip(golds, correct[:, 0])]
-        (run_dir / "predictions.jsonl").write_text(
-            "".join(json.dumps({"id": i, "prediction": p, "gold": g}) + "\n" for i, (p, g) in enumerate(zip(preds, golds))))
+        rows = [{"id": i, "prediction": p, "gold": g} for i, (p, g) in enumerate(zip(preds, golds))]
         test = {"loss": 0.5, "accuracy": float(correct.mean()), "f1": float(correct.mean()) - 0.01}
+    if rows is not None:
+        _write_predictions(run_dir, rows)
+    test = test or {}
     record = {
-        "run_id": run_id, "status": status, "task": task, "dataset": cfg.task.dataset, "attention": attention,
-        "heads": cfg.attention.heads, "model": model, "seed": seed, "metrics": {"val": test, "test": test},
-        "cost": {"params": 1000 + len(attention), "train_seconds": 10.0 * seed, "eval_seconds": 1.0,
-                 "tokens_per_second": 500.0, "peak_memory_mb": 100.0, "epochs": 1, "steps": 10},
-        "provenance": {"git_sha": "abc123", "git_dirty": False, "config_hash": "h", "dataset_fingerprint": "fp1",
-                       "tokenizer_hash": "t", "metric_signatures": {"accuracy": "torchmetrics accuracy"},
-                       "versions": {"torch": "x"}, "device": "cpu: test (2 cores)", "precision": "32-true",
-                       "deterministic": False, "started_at": "2026-01-01T00:00:00+00:00",
-                       "finished_at": f"2026-01-01T00:0{seed}:00+00:00"},
+        "run_id": run_id, "kind": kind, "status": status, "task": task, "dataset": cfg.task.dataset,
+        "attention": attention, "heads": cfg.attention.heads, "model": model, "seed": seed,
+        "metrics": {"val": test, "test": test},
+        "cost": cost if cost is not None else {
+            "params": 1000 + len(attention), "train_seconds": 10.0 * seed, "eval_seconds": 1.0,
+            "tokens_per_second": 500.0, "peak_memory_mb": 100.0, "epochs": 1, "steps": 10},
+        "provenance": _provenance(fingerprint, seed),
     }
+    if kind is None:
+        del record["kind"]
+    if data is not None:
+        record["data"] = data
     if status == "failed":
         record["error"] = "RuntimeError: boom"
     (run_dir / "metrics.json").write_text(json.dumps(record))
     return run_dir
+
+
+def write_baseline(root: Path, name: str, rows: list[dict], test: dict, task: str = "sentiment",
+                   dataset: str | None = None, fingerprint: str = "fp1", task_block_only: bool = False) -> Path:
+    """A trivial-baseline record as `attnbench baseline` writes it ("kind": "baseline"); its config.yaml is the
+    run config, or with task_block_only the task config alone."""
+    cfg = load_config([f"task={task}", *([f"task.dataset={dataset}"] if dataset else [])])
+    run_dir = root / f"baseline-{task}-{cfg.task.dataset}-{name}-{fingerprint}"
+    run_dir.mkdir(parents=True)
+    if task_block_only:
+        (run_dir / "config.yaml").write_text(to_yaml(cfg.task))
+    else:
+        _write_config(run_dir, cfg, None)
+    _write_predictions(run_dir, rows)
+    record = {"run_id": run_dir.name, "kind": "baseline", "baseline": name, "status": "completed", "task": task,
+              "dataset": cfg.task.dataset, "attention": None, "model": None, "seed": None,
+              "metrics": {"test": test}, "cost": {}, "provenance": _provenance(fingerprint, 1)}
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    return run_dir
+
+
+def _write_config(run_dir: Path, cfg, edit: Callable[[dict], None] | None) -> None:
+    if edit is None:
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        return
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    edit(raw)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(raw)))
+
+
+def _write_predictions(run_dir: Path, rows: list[dict]) -> None:
+    (run_dir / "predictions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _provenance(fingerprint: str, seed: int) -> dict:
+    return {"git_sha": "abc123", "git_dirty": False, "config_hash": "h", "dataset_fingerprint": fingerprint,
+            "tokenizer_hash": "t", "metric_signatures": {"accuracy": "torchmetrics accuracy"},
+            "versions": {"torch": "x"}, "device": "cpu: test (2 cores)", "precision": "32-true",
+            "deterministic": False, "started_at": "2026-01-01T00:00:00+00:00",
+            "finished_at": f"2026-01-01T00:0{seed}:00+00:00"}
+
+
+def md_row(md: str, label: str, backbone: str) -> dict[str, str]:
+    """The cells of one leaderboard.md table row, by column header (the header of the table it is in)."""
+    header: list[str] = []
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| ") else None
+        if cells and cells[0] == "attention":
+            header = cells
+        elif cells and cells[:2] == [label, backbone]:
+            return dict(zip(header, cells))
+    raise AssertionError(f"no row {label} / {backbone} in leaderboard.md")
+
+
+def board(runs: Path, out: Path, *args: str) -> dict:
+    """Run the command; its leaderboard.json."""
+    assert main(["leaderboard", "--runs", str(runs), "--out", str(out), "--samples", "300", *args]) == 0
+    return json.loads((out / "leaderboard.json").read_text())
 
 
 @pytest.fixture()
@@ -136,7 +208,7 @@ def suite(tmp_path) -> Path:
         near[seed] = 1 - near[seed]
         near[seed + 10] = 1 - near[seed + 10]
         write_record(runs, "dot", "rnn", seed, near)
-    write_record(runs, "dot", "transformer", 1, correct_array(0.75, 7))
+    write_record(runs, "dot", "transformer", 1, correct_array(0.75, 7), kind=None)  # an older record: a model
     write_record(runs, "scaled_dot", "rnn", 1, None, status="failed")
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text('{"run_id": "broken", "status": "compl')
@@ -169,7 +241,13 @@ def test_leaderboard_command_on_known_records(suite, tmp_path, capsys):
     dot = rows[("dot", "rnn")]["test"]
     assert dot["p_holm"] > 0.5 and abs(dot["delta"]) < 0.01
     # Holm over the two rnn comparisons: adjusted >= raw.
-    assert general["test"]["p_holm"] >= general["test"]["p"]
+    assert general["test"]["p_holm"] >= general["test"]["p"] and general["test"]["family_size"] == 2
+    # The example-only test is reported beside it, on the same observed difference.
+    assert general["test_examples_only"]["delta"] == pytest.approx(general["test"]["delta"])
+    assert general["test_examples_only"]["p"] < 0.05
+    section = board["sections"][0]
+    assert (section["task"], section["dataset"]) == ("sentiment", "sst2")
+    assert "Holm family: the variants compared with `additive` on one backbone" in section["holm_family"]
     assert rows[("dot", "transformer")]["test_note"] == "no additive baseline"
     # Skipped: the failed run, the truncated JSON, the record without fields; reported, table still made.
     skipped = "\n".join(board["skipped"])
@@ -181,13 +259,16 @@ def test_leaderboard_command_on_known_records(suite, tmp_path, capsys):
     assert "| general | rnn | **" in md  # the best mean is marked
     assert "| additive | transformer | missing | 0 |" in md
     assert "*" in md.split("| general | rnn |")[1].splitlines()[0]
+    assert "*" not in md_row(md, "dot", "rnn")["p (Holm)"]
+    assert "| p (Holm) | p, examples only (these trained models) |" in md
+    assert "Holm family: the variants compared with `additive` on one backbone and settings in sentiment / sst2" in md
     assert "`abc123`" in md and "cpu: test (2 cores)" in md and "fingerprint `fp1`" in md
     lines = [line for line in md.splitlines() if line.startswith("| ")]
     assert len({line.count("|") for line in lines}) == 1  # every table row has the same number of columns
     table = list(csv.DictReader((out / "leaderboard.csv").open()))
     missing = [r for r in table if r["attention"] == "additive" and r["backbone"] == "transformer"]
     assert missing and missing[0]["n"] == "0" and missing[0]["mean"] == ""
-    for name in ("sentiment-quality-vs-time.png", "sentiment-accuracy.png"):
+    for name in ("sentiment-sst2-quality-vs-time.png", "sentiment-sst2-accuracy.png"):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -218,6 +299,45 @@ def test_predictions_that_do_not_reproduce_the_record_are_reported(tmp_path):
     assert any("metrics.json says 0.9500" in s for s in board["skipped"])
     dot = next(r for r in board["tasks"]["sentiment"] if r["attention"] == "dot")
     assert "test" not in dot and dot["metrics"]["accuracy"]["mean"] == pytest.approx(0.95)
+
+
+def test_seed_spread_makes_a_small_delta_insignificant_though_the_models_differ(tmp_path):
+    """Records: each seed of dot beats the same seed of additive on every example additive gets right plus 2%
+    more, but seeds spread over 30 points: only the example-only test (these models) calls it significant."""
+    runs = tmp_path / "runs"
+    u = np.random.default_rng(0).random(N)
+    for seed, rate in zip((1, 2, 3), (0.60, 0.75, 0.90)):
+        write_record(runs, "additive", "rnn", seed, (u < rate).astype(float)[:, None])
+        write_record(runs, "dot", "rnn", seed, (u < rate + 0.02).astype(float)[:, None])
+    out = tmp_path / "board"
+    dot = next(r for r in board(runs, out)["tasks"]["sentiment"] if r["attention"] == "dot")
+    assert dot["test"]["delta"] == pytest.approx(0.02, abs=0.01)
+    assert dot["test"]["p_holm"] > 0.2
+    assert dot["test_examples_only"]["p"] < 0.01
+    cells = md_row((out / "leaderboard.md").read_text(), "dot", "rnn")
+    assert not cells["p (Holm)"].endswith("*") and float(cells["p (Holm)"]) > 0.2
+    assert float(cells["p, examples only (these trained models)"]) < 0.01
+    table = [r for r in csv.DictReader((out / "leaderboard.csv").open()) if r["attention"] == "dot"
+             and r["metric"] == "accuracy"]
+    assert float(table[0]["p_holm"]) > 0.2 and float(table[0]["p_examples_only"]) < 0.01
+
+
+def test_rows_with_fewer_than_three_seeds_get_no_star_and_say_why(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        write_record(runs, "additive", "rnn", seed, correct_array(0.6, seed))
+        write_record(runs, "general", "rnn", seed, correct_array(0.9, 10 + seed))
+    out = tmp_path / "board"
+    general = next(r for r in board(runs, out)["tasks"]["sentiment"] if r["attention"] == "general")
+    assert "test" not in general and general["test_note"] == "n < 3 seeds: seed variance cannot be estimated"
+    assert general["test_examples_only"]["p"] < 0.01  # these two models do differ; no claim about the variant
+    cells = md_row((out / "leaderboard.md").read_text(), "general", "rnn")
+    assert cells["p (Holm)"] == "n < 3 seeds: seed variance cannot be estimated"
+    assert "*" not in cells["p, examples only (these trained models)"]
+    row = next(r for r in csv.DictReader((out / "leaderboard.csv").open())
+               if r["attention"] == "general" and r["metric"] == "accuracy")
+    assert row["p"] == row["p_holm"] == "" and float(row["p_examples_only"]) < 0.01
+    assert row["test_note"].startswith("n < 3 seeds")
 
 
 @pytest.mark.parametrize("case", ["no folder", "no records", "too few samples"])

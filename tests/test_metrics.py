@@ -12,7 +12,7 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from attnbench.tasks.metrics import ROUGE_TYPES, corpus_bleu, rouge_scores, summary_sentences
+from attnbench.metrics.scoring import ROUGE_TYPES, corpus_bleu, rouge_scores, summary_sentences
 
 
 def field(path: Path, name: str, n: int) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torchmetrics
@@ -90,6 +90,11 @@ def rouge_example_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, 
     # rouge-score's argument order is (target, prediction).
     scores = [scorer.score(summary_sentences(ref), summary_sentences(hyp)) for hyp, ref in zip(hyps, refs)]
     return {key: np.array([s[key].fmeasure for s in scores]) for key in ROUGE_TYPES}
+
+
+Scorer = Callable[[Sequence[str], Sequence[str]], tuple[dict[str, float], dict[str, str]]]
+# task.scorer -> the scorer of detokenized seq2seq output against raw references: (scores, signatures).
+SCORERS: dict[str, Scorer] = {"bleu": corpus_bleu, "rouge": rouge_scores}
 
 
 # ---- per-example statistics, for resampling test sets (paired bootstrap) -------------------------------------

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnbench.tasks.metrics import classification_metrics, classification_signatures
+from attnbench.metrics.scoring import classification_metrics, classification_signatures
 from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.loss_trace import LossTrace
 from attnbench.tasks.optim import configure_optimizer
