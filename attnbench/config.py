@@ -28,12 +28,24 @@ TOP_LEVEL_KEYS = ("seed", "output_dir", "data_dir", "cache_dir", "run_id")
 
 
 @dataclass
+class HoldoutConfig:
+    """Hold out `size` rows of the hub's train split, drawn with `seed`, as the canonical split `split`; train keeps
+    the rest. For hub datasets whose labelled evaluation split must serve as test (GLUE hides its test labels), so
+    that the split reported as test never picks checkpoints or stops training. size 0: off."""
+
+    split: str = "validation"
+    size: int = 0
+    seed: int = 0  # fixed by the data, not the run's seed: every run of the task gets the same split
+
+
+@dataclass
 class HubSourceConfig:
     path: str = MISSING
     name: Optional[str] = None
     revision: Optional[str] = None
     columns: Dict[str, str] = field(default_factory=dict)  # canonical field -> hub column
     splits: Dict[str, str] = field(default_factory=dict)  # canonical split -> hub split
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
 
 
 @dataclass
@@ -475,6 +487,18 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
             f"task.monitor={task.monitor} needs decoded validation examples, but task.decoding.val_examples=0: "
             "pass task.decoding.val_examples=256 or task.monitor=loss task.monitor_mode=min"
         )
+
+
+def monitor_key(cfg: DictConfig) -> str:
+    """The logged name of the validation metric that picks checkpoints and stops early.
+
+    Seq2seq metrics of decoded text exist per epoch only for the greedy slice of `task.decoding.val_examples`
+    validation examples, so they are logged as `val_slice/<metric>`, never as if they covered the split.
+    """
+    task = cfg.task
+    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS:
+        return f"val_slice/{task.monitor}"
+    return f"val/{task.monitor}"
 
 
 def target_length(cfg: DictConfig) -> int:

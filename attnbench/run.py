@@ -8,26 +8,30 @@ metrics.json whose status is "completed" or "failed" (with the error), never wit
 from __future__ import annotations
 
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, Timer
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench.config import attention_label, config_hash, to_yaml
+from attnbench.config import attention_label, config_hash, monitor_key, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
+from attnbench.data.lengths import warn_truncation
+from attnbench.data.sources import split_sources
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
 from attnbench.tasks.finite import FiniteLoss
 from attnbench.tasks.resume import ResumableState
+from attnbench.tasks.stopping import ValidateAtMaxSteps
 from attnbench.tracking.attention_maps import AttentionMaps
+from attnbench.tracking.cost import CostClock, PeakMemory, Timed, TrainingPeak
 from attnbench.tracking.record import (
-    check_writable, create_run_dir, device_name, git_state, new_run_id, now, peak_memory_mb, read_record,
+    check_writable, create_run_dir, device_name, git_state, new_run_id, now, read_record,
     saved_config_hash, versions, write_atomic, write_json, write_jsonl,
 )
 from attnbench.tracking.wandb_setup import check_wandb, make_logger
@@ -52,6 +56,8 @@ def run(cfg: DictConfig) -> Path:
     cfg.run_id = (resume_dir.name if resume_dir else None) or cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
         cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
     record = base_record(cfg, data, task, started_at)
+    if rank0:
+        warn_truncation(record["data"], f"{cfg.task.name}/{cfg.task.dataset}")
     logger = None
     if resume_dir is not None or not rank0:
         run_dir = output_dir / cfg.run_id
@@ -66,31 +72,45 @@ def run(cfg: DictConfig) -> Path:
         logger = make_logger(cfg, run_dir)
         if cfg.trainer.devices > 1 and rank0:
             os.environ[RUN_ID_ENV] = cfg.run_id
-        trainer, timer = build_trainer(cfg, run_dir, logger, data)
+        trainer, cost = build_trainer(cfg, run_dir, logger, data)
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
-        train_seconds = timer.time_elapsed("train")  # the Timer's state is in the checkpoint: all attempts
-        # Read before test/validate load the best checkpoint, whose tallies are those of an earlier epoch.
+        # Read before test/validate load the best checkpoint, whose tallies (and the cost clock's state, restored
+        # with it) are those of an earlier epoch.
         train_tokens, train_loss = int(task.train_tokens), task.train_loss_summary()
+        train_seconds, fit_validation_seconds = cost.clock.train_seconds, cost.clock.validation_seconds
         if resume_from:
             record["resumed_from"] = _relative(resume_from, run_dir)
-        eval_start = time.perf_counter()
-        test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
-        eval_seconds = time.perf_counter() - eval_start
+        cost.memory.reset()
+        with Timed() as testing:
+            test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         # Before validate(): it reuses the task's output buffers. Seq2seq knows its signatures once scored.
         if rank0:
             write_jsonl(run_dir / "predictions.jsonl", task.predictions())
         record["provenance"]["metric_signatures"] = task.metric_signatures()
-        val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
-        fit_seconds = train_seconds - timer.time_elapsed("validate")
-        record.update(
-            status="completed",
-            metrics={"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": train_loss},
-        )
+        with Timed() as validating:
+            val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+        metrics = {"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": train_loss}
+        if any(key.startswith(f"{SLICE}/") for key in val):
+            metrics[SLICE] = _strip(val, f"{SLICE}/")
+            record["metrics_notes"] = {
+                "val": "the whole validation split (loss, perplexity) of the best checkpoint",
+                SLICE: f"greedy decoding of the first {cfg.task.decoding.val_examples} validation examples "
+                       "(task.decoding.val_examples) only, not the whole split: the per-epoch model-selection metric",
+                "test": "the whole test split, beam search (task.decoding), best checkpoint",
+            }
+        record.update(status="completed", metrics=metrics)
         record["cost"].update(
+            # Training steps only (data loading included); validation during fit and the final pass apart.
             train_seconds=round(train_seconds, 3),
-            eval_seconds=round(eval_seconds, 3),
-            tokens_per_second=round(train_tokens / max(fit_seconds, 1e-9), 1),
-            peak_memory_mb=round(peak_memory_mb(), 1),
+            validation_seconds=round(fit_validation_seconds + validating.seconds, 3),
+            test_seconds=round(testing.seconds, 3),
+            tokens_per_second=round(train_tokens / max(train_seconds, 1e-9), 1),
+            peak_memory_mb=round(cost.peak.peak_mb, 1) if cost.peak.peak_mb is not None else None,
+            eval_peak_memory_mb=round(cost.memory.read_mb(), 1),
+            peak_memory_kind=cost.memory.kind,
+            # What the leaderboard's peak memory column shows.
+            peak_memory_phase="training: reset when training starts, validation during fit included "
+                              "(eval_peak_memory_mb: test and the final validation)",
             epochs=trainer.current_epoch,
             steps=trainer.global_step,
         )
@@ -114,6 +134,7 @@ def run(cfg: DictConfig) -> Path:
 
 
 RUN_ID_ENV = "ATTNBENCH_RUN_ID"
+SLICE = "val_slice"  # seq2seq: the metrics of the greedy-decoded validation slice (see tasks/seq2seq.py)
 
 
 def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
@@ -179,15 +200,26 @@ def resolve_precision(cfg: DictConfig) -> str:
     return "bf16-mixed" if uses_gpu(cfg) else "32-true"
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Timer]:
+@dataclass
+class Cost:
+    """The callbacks and meter that measure a run's cost (tracking/cost.py)."""
+
+    clock: CostClock
+    peak: TrainingPeak
+    memory: PeakMemory
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Cost]:
     t = cfg.trainer
-    monitor = f"val/{cfg.task.monitor}"
+    monitor = monitor_key(cfg)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{epoch}-{step}", monitor=monitor, mode=cfg.task.monitor_mode,
         save_top_k=1, save_last=True,
     )
-    timer = Timer()
-    callbacks: list[pl.Callback] = [checkpoint, timer, FiniteLoss(every=t.log_every_n_steps), ResumableState()]
+    memory = PeakMemory(uses_gpu(cfg))
+    cost = Cost(CostClock(), TrainingPeak(memory), memory)
+    callbacks: list[pl.Callback] = [checkpoint, cost.clock, cost.peak, ValidateAtMaxSteps(),
+                                    FiniteLoss(every=t.log_every_n_steps), ResumableState()]
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience))
     if logger is not None:
@@ -208,7 +240,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         enable_progress_bar=t.enable_progress_bar, logger=logger if logger is not None else False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_model_summary=t.enable_progress_bar,
     )
-    return trainer, timer
+    return trainer, cost
 
 
 def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str) -> dict:
@@ -216,6 +248,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
     return {
         "run_id": cfg.run_id,
         "status": "running",
+        "kind": "model",  # trivial baselines are records too, with "kind": "baseline" (baseline.py)
         "task": cfg.task.name,
         "dataset": cfg.task.dataset,
         "attention": attention_label(cfg),
@@ -223,6 +256,8 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
         "model": cfg.model.name,
         "seed": cfg.seed,
         "metrics": {},
+        # Lengths before truncation and the share task.max_length / max_target_length cut, per split.
+        "data": data.length_report(),
         # Padding share of the first epoch's training batches: what length bucketing / the token budget save.
         "cost": {"params": sum(p.numel() for p in task.parameters()),
                  "padding_fraction": round(padding_fraction(data.lengths("train"), list(data.sampler("train"))), 4)},
@@ -230,6 +265,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             **git_state(),
             "config_hash": config_hash(cfg),
             "dataset_fingerprint": data.fingerprint,
+            "splits": split_sources(cfg.task, cfg.data_dir),  # which file or hub split each one is
             "tokenizer_hash": data.tokenizer_hash,
             "metric_signatures": task.metric_signatures(),
             "versions": versions(),

@@ -56,6 +56,9 @@ def test_seq2seq_run_scores_and_maps(task, backbone, data_dir, seq2seq_cache, tm
     names = ("bleu", "chrf") if task == "translation" else ("rouge1", "rouge2", "rougeL", "rougeLsum")
     for split in ("val", "test"):
         assert metrics[split]["ppl"] == pytest.approx(np.exp(metrics[split]["loss"]), rel=1e-4)
+    # Decoded metrics: the whole test split, and the greedy validation slice under its own name.
+    assert set(metrics["val"]) == {"loss", "ppl"} and set(metrics["val_slice"]) == set(names)
+    for split in ("val_slice", "test"):
         for name in names:
             assert 0.0 <= metrics[split][name] <= 100.0
     signatures = record["provenance"]["metric_signatures"]

@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader
 
 from attnbench.config import target_length
 from attnbench.data.batching import BucketBatchSampler, collate_classification, collate_seq2seq
+from attnbench.data.lengths import truncation_block
 from attnbench.data.sources import SPLITS, dataset_fingerprint, load_split
 from attnbench.data.tokenizer import BOS, EOS, PAD, build_tokenizer, tokenizer_hash
 
 # Bump when the tokenized columns change, so older tokenized caches are not reused.
-TOKENIZED_FORMAT = 1
+TOKENIZED_FORMAT = 2
 MODEL_COLUMNS = ["input_ids", "label", "id"]
 SEQ2SEQ_COLUMNS = ["src_ids", "tgt_ids", "id"]
 
@@ -103,7 +104,8 @@ def evenly_spaced(size: int, n: int) -> list[int]:
 def _encode_batch(batch: dict[str, list], tokenizer: Tokenizer, max_length: int) -> dict[str, list]:
     encodings = tokenizer.encode_batch(batch["text"], add_special_tokens=False)
     ids = [e.ids[:max_length] for e in encodings]
-    return {"input_ids": ids, "length": [len(i) for i in ids]}
+    # full_length: before truncation, for the record's truncation statistics (data/lengths.py).
+    return {"input_ids": ids, "length": [len(i) for i in ids], "full_length": [len(e.ids) for e in encodings]}
 
 
 class ClassificationDataModule(pl.LightningDataModule):
@@ -150,6 +152,11 @@ class ClassificationDataModule(pl.LightningDataModule):
     def lengths(self, split: str) -> list[int]:
         return list(self.splits[split]["length"])
 
+    def length_report(self) -> dict[str, Any]:
+        """Per split: example count, share of texts that task.max_length cuts, full-length percentiles."""
+        return truncation_block({split: {"source": data["full_length"]} for split, data in self.splits.items()},
+                                {"source": self.task.max_length}, self.task.max_length, None)
+
     def _loader(self, split: str) -> DataLoader:
         return make_loader(self.cfg, self.splits[split], MODEL_COLUMNS, self.sampler(split),
                            partial(collate_classification, pad_id=self.pad_id))
@@ -191,11 +198,14 @@ class ClassificationDataModule(pl.LightningDataModule):
 
 def _encode_pairs(batch: dict[str, list], src_tokenizer: Tokenizer, tgt_tokenizer: Tokenizer, max_length: int,
                   max_target_length: int) -> dict[str, list]:
-    src = [e.ids[:max_length] for e in src_tokenizer.encode_batch(batch["src"], add_special_tokens=False)]
+    src_full = [e.ids for e in src_tokenizer.encode_batch(batch["src"], add_special_tokens=False)]
+    tgt_full = [e.ids for e in tgt_tokenizer.encode_batch(batch["tgt"], add_special_tokens=False)]
+    src = [ids[:max_length] for ids in src_full]
     # The decoder sees [BOS] y and predicts y [EOS]: y keeps max_target_length - 1 tokens.
-    tgt = [e.ids[: max_target_length - 1] for e in tgt_tokenizer.encode_batch(batch["tgt"], add_special_tokens=False)]
+    tgt = [ids[: max_target_length - 1] for ids in tgt_full]
     # Bucketing and the token budget go by the longer side: the decoder's T = len(y) + 1.
-    return {"src_ids": src, "tgt_ids": tgt, "length": [max(len(s), len(t) + 1) for s, t in zip(src, tgt)]}
+    return {"src_ids": src, "tgt_ids": tgt, "length": [max(len(s), len(t) + 1) for s, t in zip(src, tgt)],
+            "src_full_length": [len(ids) for ids in src_full], "tgt_full_length": [len(ids) for ids in tgt_full]}
 
 
 class Seq2SeqDataModule(pl.LightningDataModule):
@@ -266,6 +276,15 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     def lengths(self, split: str) -> list[int]:
         """max(source length, decoder length) per example: what bucketing and the token budget count."""
         return list(self.splits[split]["length"])
+
+    def length_report(self) -> dict[str, Any]:
+        """Per split: example count, shares of sources and targets the limits cut, full-length percentiles.
+
+        A target is cut when it has more than max_target_length - 1 tokens (the limit counts BOS/EOS)."""
+        sides = {split: {"source": data["src_full_length"], "target": data["tgt_full_length"]}
+                 for split, data in self.splits.items()}
+        return truncation_block(sides, {"source": self.task.max_length, "target": self.max_target_length - 1},
+                                self.task.max_length, self.max_target_length)
 
     def _loader(self, split: str) -> DataLoader:
         return make_loader(self.cfg, self.splits[split], SEQ2SEQ_COLUMNS, self.sampler(split), self.collate)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import numpy as np
 from datasets import Dataset, Features, Value
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
@@ -93,7 +94,27 @@ def dataset_fingerprint(task: TaskConfig, data_dir: str | None, splits: Sequence
     else:
         parts["hub"] = {"path": spec["path"], "name": spec["name"], "revision": spec["revision"],
                         "splits": {split: spec["splits"][split] for split in chosen}}
+        holdout = _holdout(task)
+        if holdout is not None:
+            parts["hub"]["holdout"] = holdout
     return _short_hash(parts)
+
+
+def split_sources(task: TaskConfig, data_dir: str | None) -> dict[str, str]:
+    """What each canonical split is, in words, for the run record (e.g. which split "test" really is)."""
+    source = resolve_source(task, data_dir)
+    if source == "local":
+        return {split: f"local {task.name}/{task.local.dataset}/{split_file(task, split, Path(data_dir)).name}"
+                for split in SPLITS}
+    spec = _spec(task, "hub")
+    name = spec["path"] + (f"/{spec['name']}" if spec["name"] else "")
+    described = {split: f"hub {name} split '{spec['splits'][split]}'" for split in SPLITS}
+    holdout = _holdout(task)
+    if holdout is not None:
+        origin = f"hub {name} split '{spec['splits']['train']}'"
+        described["train"] = f"{origin} minus {holdout['size']} held-out rows (seed {holdout['seed']})"
+        described[holdout["split"]] = f"{origin}: {holdout['size']} held-out rows (seed {holdout['seed']})"
+    return described
 
 
 def split_file(task: TaskConfig, split: str, data_dir: Path) -> Path:
@@ -212,10 +233,43 @@ def _load_hub(task: TaskConfig, split: str, cache_dir: Path) -> Dataset:
         raise DataError(
             f"{where} has no column '{missing[0]}'; its columns are {', '.join(raw.column_names)}: fix task.hub.columns"
         )
+    holdout = _holdout(task)
+    if holdout is not None and split in ("train", holdout["split"]):
+        held_out = _held_out_rows(len(raw), holdout, where)
+        rows = held_out if split == holdout["split"] else sorted(set(range(len(raw))) - set(held_out))
+        raw = raw.select(rows)
+        where += f" ({'held-out rows' if split == holdout['split'] else 'minus the held-out rows'})"
     limit = split_limit(task, split)
     if limit is not None and limit < len(raw):
         raw = raw.select(range(limit))
     return canonicalize(raw, columns, _labels(task), where)
+
+
+def _holdout(task: TaskConfig) -> dict[str, Any] | None:
+    """The hub hold-out (task.hub.holdout) when it is on, checked against the split map; else None."""
+    holdout = task.hub.holdout
+    if holdout.size <= 0:
+        return None
+    splits = dict(task.hub.splits)
+    if holdout.split == "train" or holdout.split not in SPLITS:
+        raise DataError(f"task.hub.holdout.split={holdout.split} must be validation or test: the held-out rows "
+                        "are taken from train")
+    if splits.get(holdout.split) != splits.get("train"):
+        raise DataError(
+            f"task.hub.holdout takes {holdout.split} from the hub's train split '{splits.get('train')}', but "
+            f"task.hub.splits.{holdout.split}={splits.get(holdout.split)}: set task.hub.splits.{holdout.split}="
+            f"{splits.get('train')} (or task.hub.holdout.size=0 to use that split as it is)"
+        )
+    return {"split": holdout.split, "size": int(holdout.size), "seed": int(holdout.seed)}
+
+
+def _held_out_rows(n: int, holdout: dict[str, Any], where: str) -> list[int]:
+    """The held-out row indices (sorted) of a split of n rows: the first `size` of a permutation drawn with `seed`."""
+    if holdout["size"] >= n:
+        raise DataError(f"{where}: task.hub.holdout.size={holdout['size']} leaves no training rows of {n}: "
+                        "lower task.hub.holdout.size")
+    permutation = np.random.default_rng(holdout["seed"]).permutation(n)
+    return sorted(int(i) for i in permutation[: holdout["size"]])
 
 
 def canonicalize(raw: Dataset, columns: Mapping[str, str], labels: Sequence[str] | None, where: str) -> Dataset:

@@ -1,8 +1,9 @@
 """LightningModule for sequence-to-sequence tasks (translation, summarization).
 
 Training is teacher-forced cross-entropy with label smoothing. Each validation epoch reports the loss and
-perplexity on the whole split and a cheap quality metric: greedy decoding of the first
-`decoding.val_examples` validation examples, scored like the test set. Testing decodes every example with
+perplexity on the whole split (`val/loss`, `val/ppl`) and a cheap quality metric: greedy decoding of the first
+`decoding.val_examples` validation examples, scored like the test set and logged as `val_slice/<metric>` so
+that a slice is never read as the split. Testing decodes every example with
 the full beam search and scores detokenized output against the raw references (sacreBLEU / rouge-score).
 """
 
@@ -19,12 +20,10 @@ from torch import nn
 from attnbench.models.beam_search import beam_search, greedy_search
 from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.loss_trace import LossTrace
-from attnbench.tasks.metrics import corpus_bleu, rouge_scores
+from attnbench.metrics.scoring import SCORERS
 from attnbench.tasks.optim import configure_optimizer
 from attnbench.tasks.probes import ProbeMaps
 
-Scorer = Callable[[list[str], list[str]], tuple[dict[str, float], dict[str, str]]]
-SCORERS: dict[str, Scorer] = {"bleu": corpus_bleu, "rouge": rouge_scores}
 
 
 class Seq2SeqTask(pl.LightningModule):
@@ -119,7 +118,8 @@ class Seq2SeqTask(pl.LightningModule):
         self._log_nll("val")
         self.outputs = gather_dict(self.outputs)  # every rank scores all outputs, so all log the same value
         if self.outputs and not self.trainer.sanity_checking:
-            self.log_dict({f"val/{k}": v for k, v in self._score("validation").items()}, prog_bar=True,
+            # val_slice/: a greedy slice of the split, not the split (run.py records it under that name).
+            self.log_dict({f"val_slice/{k}": v for k, v in self._score("validation").items()}, prog_bar=True,
                           sync_dist=True)
 
     # ---- test: full beam search ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from attnbench.tasks.probes import ProbeMaps
 from attnbench.tracking.record import write_atomic
@@ -26,8 +27,10 @@ from attnbench.tracking.record import write_atomic
 def heatmap_png(weights: np.ndarray, queries: list[str], keys: list[str], title: str) -> bytes:
     """(H, Tq, Tk) weights as labelled heatmaps, PNG bytes.
 
-    One panel when H == 1; otherwise one panel per head plus their mean. A single query (attention pooling)
-    is drawn as one row per head instead, which reads better than H one-row panels.
+    One panel when H == 1; otherwise the mean of the heads, labelled with every token, then one panel per head on
+    the same grid and colour scale, titled but not labelled again (the labels are what makes a figure slow to
+    render: an 8-head map with every panel labelled took ~9 s). A single query (attention pooling) is drawn as
+    one row per head instead, which reads better than H one-row panels.
     """
     heads, rows, cols = weights.shape
     if rows == 1:
@@ -40,22 +43,27 @@ def heatmap_png(weights: np.ndarray, queries: list[str], keys: list[str], title:
         panels = [(weights[0], queries, title)]
     else:
         panels = [(weights.mean(0), queries, f"{title} | mean of {heads} heads")]
-        panels += [(weights[h], queries, f"head {h}") for h in range(heads)]
+        panels += [(weights[h], None, f"head {h}") for h in range(heads)]
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    cell_w, cell_h = max(4.0, 0.3 * cols + 1.8), max(1.6, 0.3 * len(panels[0][1]) + 1.4)
+    # ~0.14 in a token: room for a 7-point label.
+    cell_w, cell_h = max(4.0, 0.14 * cols + 1.8), max(1.6, 0.14 * len(panels[0][0]) + 1.4)
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols, cell_h * nrows), dpi=90, squeeze=False)
+    vmax = max(max(float(matrix.max()) for matrix, _, _ in panels), 1e-6)
     for ax, (matrix, row_labels, panel_title) in zip(axes.flat, panels):
-        image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0.0, vmax=max(float(matrix.max()), 1e-6))
-        ax.set_xticks(range(cols), keys, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
+        image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0.0, vmax=vmax)
+        if row_labels is None:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_xticks(range(cols), keys, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
         ax.set_title(panel_title, fontsize=8)
-        fig.colorbar(image, ax=ax, fraction=0.025, pad=0.02)
+    fig.colorbar(image, ax=list(axes.flat), fraction=0.02, pad=0.01)  # one scale for every panel
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -98,9 +106,10 @@ class AttentionMaps(pl.Callback):
         finally:
             module.train(was_training)
 
+    def _logs_images(self, trainer: pl.Trainer) -> bool:
+        return self.log_images and trainer.logger is not None and hasattr(trainer.logger, "log_image")
+
     def _log(self, trainer: pl.Trainer, probes: list[ProbeMaps], pngs: dict[tuple[int, str], bytes], prefix: str) -> None:
-        if not self.log_images or trainer.logger is None or not hasattr(trainer.logger, "log_image"):
-            return
         from PIL import Image
 
         captions = {p.id: p.caption[:300] for p in probes}
@@ -110,18 +119,22 @@ class AttentionMaps(pl.Callback):
                                      caption=[captions[probe_id]], step=trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self.examples or not trainer.is_global_zero:
+        # Figures are rendered only to be logged (rendering an 8-head map takes seconds); this runs inside the
+        # validation window, which the cost clock keeps off the training time.
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking  # not the final validate()
+        if not fitting or not self.examples or not trainer.is_global_zero or not self._logs_images(trainer):
             return
         probes = self.compute(module)
         self._log(trainer, probes, figures(probes), "attention")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        """Maps of the tested (best) checkpoint are the ones saved with the run."""
+        """Maps of the tested (best) checkpoint are the ones saved with the run (PNG and npz, always)."""
         if not self.examples or not trainer.is_global_zero:
             return
         probes = self.compute(module)
         pngs = figures(probes)
-        self._log(trainer, probes, pngs, "attention_best")
+        if self._logs_images(trainer):
+            self._log(trainer, probes, pngs, "attention_best")
         for (probe_id, name), png in pngs.items():
             write_atomic(self.out_dir / f"probe{probe_id}_{name}.png", png)
         write_atomic(self.out_dir / "attention.npz", npz_bytes(probes))
