@@ -1,4 +1,4 @@
-"""The `attnbench` command: run, config, list, sweep, leaderboard, bench, harness, verify."""
+"""The `attnbench` command: run, baseline, config, list, sweep, leaderboard, bench, harness, verify."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   attnbench run task=sentiment attention=additive model=rnn seed=1
   attnbench run attention=multihead attention.score=additive attention.heads=4 model=transformer
   attnbench run attention=custom attention.impl=my_pkg.attn:MyAttention trainer=smoke
+  attnbench baseline task=translation       # the task's trivial baselines as run records
   attnbench config attention=dot            # print the resolved config, run nothing
   attnbench sweep experiments/leaderboard.yaml --jobs 2
   attnbench leaderboard --runs results/sweeps/leaderboard --out results
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--spec", metavar="SPEC", help="run one cell of a sweep spec, named by axis=value overrides "
                      "(what `wandb agent` does for `attnbench sweep --wandb`)")
     run.add_argument("overrides", **overrides)
+    baseline = sub.add_parser("baseline", help="score the task's trivial baselines (majority class, copy the source, "
+                              "lead-3) on its test set and write them as run records")
+    baseline.add_argument("overrides", **overrides)
     config = sub.add_parser("config", help="print the resolved config of a run without running it")
     config.add_argument("overrides", **overrides)
     sub.add_parser("list", help="list attention variants, tasks, models and trainer presets")
@@ -134,6 +138,18 @@ def resume_folder_config(folder: str, overrides: list[str]):
     cfg = load_saved_config(path / "config.yaml")
     cfg.resume, cfg.output_dir, cfg.run_id = "auto", str(path.parent), path.name
     return cfg
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from attnbench.baseline import run_baselines
+    from attnbench.config import load_config
+
+    cfg = load_config(args.overrides)
+    for result in run_baselines(cfg):
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
+        state = "written" if result.written else "up to date"
+        print(f"baseline {result.name} ({cfg.task.name}/{cfg.task.dataset} test): {scores}: {state} in {result.run_dir}")
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -273,4 +289,4 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed or not checks else 0
 
 
-COMMANDS = {"verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

@@ -32,6 +32,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from attnbench.baseline import baseline_folders, data_key, run_baselines
 from attnbench.config import config_hash, load_config
 from attnbench.errors import ConfigError
 from attnbench.tracking.record import now, read_record, saved_config_hash, write_json
@@ -56,6 +57,7 @@ class SweepSchema:
     base: list[str] = field(default_factory=list)
     axes: dict[str, list[Any]] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
+    baselines: bool = True  # write each task's trivial baselines (attnbench baseline) beside the cells
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Spec:
     base: list[str]
     axes: dict[str, list[Any]]
     rules: list[Rule]
+    baselines: bool = True
     # config_hash of each cell's full config, computed while validating it (cell id -> hash); empty when the
     # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
     hashes: dict[str, str] = field(default_factory=dict)
@@ -131,7 +134,8 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SweepSchema), raw))
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
-        raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules)") from None
+        raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules, "
+                          "baselines)") from None
     except Exception as err:  # YAML syntax
         raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     where = f"sweep spec {path}"
@@ -165,7 +169,7 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     description = spec.description or next(
         (line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
     result = Spec(path, spec.name, description, Path(spec.output_dir), list(spec.base), dict(spec.axes),
-                  list(spec.rules))
+                  list(spec.rules), spec.baselines)
     cells = result.cells()
     seen: dict[str, Cell] = {}
     for cell in cells:
@@ -276,6 +280,17 @@ class Outcome:
     detail: str
 
 
+def baseline_configs(spec: Spec) -> list:
+    """One run config per distinct task data of the grid: the trivial baselines the leaderboard judges cells by."""
+    if not spec.baselines:
+        return []
+    chosen: dict[tuple, Any] = {}
+    for cell in spec.cells():
+        cfg = load_config(list(cell.overrides))
+        chosen.setdefault((cfg.task.name, cfg.task.dataset, data_key(cfg)), cfg)
+    return list(chosen.values())
+
+
 def plan(spec: Spec) -> list[CellStatus]:
     ledger = Ledger(spec.output_dir, spec.name)
     cells = ledger.read()
@@ -331,6 +346,7 @@ class Runner:
                  f"(output {self.spec.output_dir})")
         for s in statuses:
             self.say(f"  {'skip' if not s.pending else 'run '} {s.cell.id}: {s.state}: {s.reason}")
+        self.baselines()
         slots: queue.Queue[dict[str, str]] = queue.Queue()
         for env in child_environments(self.jobs):
             slots.put(env)
@@ -352,6 +368,17 @@ class Runner:
         if interrupted:
             raise KeyboardInterrupt
         return ordered
+
+    def baselines(self) -> None:
+        """The grid's trivial baselines, computed in this process (seconds: no training); a baseline folder of
+        other data (the spec's task settings changed) is set aside in .attempts/ first, like a changed cell."""
+        for cfg in baseline_configs(self.spec):
+            for _, run_dir, current in baseline_folders(cfg):
+                if current is None and run_dir.exists():
+                    self.say(f"  {run_dir.name}: other data than the spec's; moved to {archive(run_dir, self.spec.output_dir)}")
+            for result in run_baselines(cfg):
+                scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
+                self.say(f"  baseline {result.run_dir.name}: {scores} ({'written' if result.written else 'up to date'})")
 
     def stop(self) -> None:
         """Ctrl-C: no new cells; running ones get SIGINT, so each records itself as failed before exiting."""

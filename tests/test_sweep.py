@@ -201,10 +201,13 @@ def test_second_sweep_on_the_same_ledger_is_refused(spec_path):
 # ---- a real sweep of tiny runs, killed mid-way and run again --------------------------------------------------
 
 
-def records(out: Path) -> dict[str, dict]:
+def records(out: Path, kind: str = "model") -> dict[str, dict]:
+    """The run records of the cells (kind "model") or of the trivial baselines the sweep writes beside them."""
     found = {}
     for path in out.glob("*/metrics.json"):
-        found[path.parent.name] = json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        if record.get("kind", "model") == kind:
+            found[path.parent.name] = record
     return found
 
 
@@ -266,13 +269,20 @@ rules:  # the cell to be killed trains long enough to be caught mid-run
     assert ledger["general"]["attempts"] == 2 and ledger["general"]["state"] == "done"
     assert ledger["dot"]["attempts"] == 1
 
-    # A third run has nothing to do; the leaderboard reads exactly three records.
+    # Beside the cells: the majority-class baseline of each task data the grid uses (two training slices), written
+    # once and left as they are by the later sweeps.
+    baselines = records(out, "baseline")
+    assert len(baselines) == 2 and all(r["baseline"] == "majority" for r in baselines.values())
+    assert "up to date" in log
+    # A third run has nothing to do; the leaderboard reads exactly three model records.
     third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert third.returncode == 0 and "0 to run" in third.stdout
+    assert records(out, "baseline") == baselines
     assert main(["leaderboard", "--runs", str(out), "--out", str(tmp_path / "board"), "--baseline", "dot"]) == 0
     board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
-    assert sorted(r["attention"] for r in board["tasks"]["sentiment"]) == ["dot", "general", "scaled_dot"]
-    assert all(r["metrics"]["accuracy"]["n"] == 1 for r in board["tasks"]["sentiment"])
+    models = [r for r in board["tasks"]["sentiment"] if r.get("attention")]
+    assert sorted(r["attention"] for r in models) == ["dot", "general", "scaled_dot"]
+    assert all(r["metrics"]["accuracy"]["n"] == 1 for r in models)
 
 
 def test_interrupted_parallel_sweep_stops_its_cells_and_says_so(data_dir, tmp_path):
