@@ -524,12 +524,17 @@ def data_notes(section: Section) -> None:
         share = f"{truncated:.1%}" if isinstance(truncated, (int, float)) else "an unknown share"
         runs_of = "" if len(seen) <= 2 else f" ({len(group)} runs: {_listing(sorted(r.run_id for r in group), 3)})"
         setting = f"task.{'max_length' if side == 'source' else 'max_target_length'}={limit}"
+        length = lambda v: f"{v:.0f}" if isinstance(v, (int, float)) else "?"  # noqa: E731
         section.notes.append(f"test {side}s{f' ({examples} examples)' if examples else ''}: {share} truncated by "
-                             f"{setting}; lengths in tokens before truncation p50 {p50}, p90 {p90}, p99 {p99}, "
-                             f"max {longest}" + runs_of)
+                             f"{setting}; lengths in tokens before truncation p50 {length(p50)}, p90 {length(p90)}, "
+                             f"p99 {length(p99)}, max {length(longest)}" + runs_of)
         if isinstance(truncated, (int, float)) and isinstance(warn, (int, float)) and truncated > warn:
+            # A cut source hides input from the model; a cut target only shortens what it learns to emit (the
+            # references are scored in full).
+            effect = ("the model reads truncated sources" if side == "source"
+                      else "the model is trained on truncated targets; references are scored in full")
             section.notes.append(f"⚠ warning: {truncated:.1%} of the test {side}s are cut by {setting}, more than the "
-                                 f"warning share {warn:.0%}: these scores are of truncated {side}s")
+                                 f"warning share {warn:.0%}: {effect}")
     if without:
         section.notes.append(f"test-split lengths not recorded in {without} of {len(runs)} runs (no \"data\" block)")
     if any(r.stats.get("cost", {}).get("train_seconds_includes_validation") for r in section.rows):
@@ -568,7 +573,9 @@ def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive",
 
 def provenance(runs: list[Run]) -> dict[str, Any]:
     def values(key: str) -> list[str]:
-        return sorted({str(run.record["provenance"].get(key)) for run in runs})
+        # Trivial baselines train nothing: they have no device or precision to report.
+        found = {run.record["provenance"].get(key) for run in runs}
+        return sorted(str(v) for v in found if v is not None) or ["None"]
 
     signatures: dict[str, set[str]] = defaultdict(set)
     fingerprints: dict[str, set[str]] = defaultdict(set)

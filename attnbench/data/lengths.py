@@ -24,7 +24,7 @@ def length_stats(lengths: Sequence[int], limit: int) -> dict[str, float | int]:
     if values.size == 0:
         return {"truncated": 0.0, **{f"p{q}": 0 for q in PERCENTILES}, "max": 0}
     stats: dict[str, float | int] = {"truncated": round(float(np.mean(values > limit)), 4)}
-    stats.update({f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES})
+    stats.update({f"p{q}": round(float(np.percentile(values, q)), 1) for q in PERCENTILES})
     stats["max"] = int(values.max())
     return stats
 
