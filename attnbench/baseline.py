@@ -10,6 +10,7 @@ already holds a completed record of the same task data is left as it is (sweeps 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,16 @@ class BaselineResult:
     scores: dict[str, float]
     written: bool  # False: an up-to-date record was already there
 
+    @property
+    def summary(self) -> str:
+        """Its test scores in one line, as the CLI and the sweep print them."""
+        return ", ".join(f"{k} {v:.4g}" for k, v in self.scores.items())
 
-def baseline_id(cfg: DictConfig, baseline: Baseline) -> str:
+
+def baseline_id(cfg: DictConfig, baseline: Baseline, fingerprint: str) -> str:
     """<task>-<dataset>-baseline-<name>-<data fingerprint>: one folder per task data (limits included), so the
     baselines of a grid whose cells use different slices of a dataset sit side by side."""
-    return f"{cfg.task.name}-{cfg.task.dataset}-baseline-{baseline.name}-{data_key(cfg)[:8]}"
+    return f"{cfg.task.name}-{cfg.task.dataset}-baseline-{baseline.name}-{fingerprint[:8]}"
 
 
 def data_key(cfg: DictConfig) -> str:
@@ -46,12 +52,13 @@ def data_key(cfg: DictConfig) -> str:
     return dataset_fingerprint(cfg.task, cfg.data_dir)
 
 
-def baseline_folders(cfg: DictConfig) -> list[tuple[Baseline, Path, dict | None]]:
-    """Each trivial baseline of the task, its folder, and its record there when it is an up-to-date one."""
-    fingerprint = data_key(cfg)
+def baseline_folders(cfg: DictConfig, fingerprint: str | None = None) -> list[tuple[Baseline, Path, dict | None]]:
+    """Each trivial baseline of the task, its folder, and its record there when it is an up-to-date one
+    (`fingerprint`: the task data's `data_key`, when the caller has it already)."""
+    fingerprint = fingerprint or data_key(cfg)
     folders = []
     for baseline in baselines_for(cfg.task.family, cfg.task.scorer):
-        run_dir = Path(cfg.output_dir) / baseline_id(cfg, baseline)
+        run_dir = Path(cfg.output_dir) / baseline_id(cfg, baseline, fingerprint)
         existing = read_record(run_dir / "metrics.json")
         current = bool(existing) and existing.get("status") == "completed" and \
             existing.get("provenance", {}).get("dataset_fingerprint") == fingerprint
@@ -65,7 +72,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
     fingerprint = data_key(cfg)
     pending = []
     results = []
-    for baseline, run_dir, existing in baseline_folders(cfg):
+    for baseline, run_dir, existing in baseline_folders(cfg, fingerprint):
         if existing is not None:
             results.append(BaselineResult(baseline.name, run_dir, existing["metrics"]["test"], written=False))
         elif run_dir.exists():
@@ -94,11 +101,14 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
         rows = [{"id": int(i), "prediction": p, "gold": g} for i, p, g in zip(test["id"], predictions, golds)]
         # Written into a staging folder and renamed: a reader sees a whole baseline folder or none.
         staging = output_dir / f".{run_dir.name}.staging"
-        write_atomic(staging / "config.yaml", to_yaml(_task_only(cfg)))
-        write_jsonl(staging / "predictions.jsonl", rows)
-        record["provenance"]["finished_at"] = now()
-        write_json(staging / "metrics.json", record)
-        staging.rename(run_dir)
+        try:
+            write_atomic(staging / "config.yaml", to_yaml(_task_only(cfg)))
+            write_jsonl(staging / "predictions.jsonl", rows)
+            record["provenance"]["finished_at"] = now()
+            write_json(staging / "metrics.json", record)
+            staging.rename(run_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # a full disk or a signal leaves no staging folder behind
         results.append(BaselineResult(baseline.name, run_dir, scores, written=True))
     return results
 

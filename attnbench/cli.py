@@ -146,9 +146,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.overrides)
     for result in run_baselines(cfg):
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
         state = "written" if result.written else "up to date"
-        print(f"baseline {result.name} ({cfg.task.name}/{cfg.task.dataset} test): {scores}: {state} in {result.run_dir}")
+        print(f"baseline {result.name} ({cfg.task.name}/{cfg.task.dataset} test): {result.summary}: {state} in "
+              f"{result.run_dir}")
     return 0
 
 

@@ -373,12 +373,13 @@ class Runner:
         """The grid's trivial baselines, computed in this process (seconds: no training); a baseline folder of
         other data (the spec's task settings changed) is set aside in .attempts/ first, like a changed cell."""
         for cfg in baseline_configs(self.spec):
-            for _, run_dir, current in baseline_folders(cfg):
+            fingerprint = data_key(cfg)
+            for _, run_dir, current in baseline_folders(cfg, fingerprint):
                 if current is None and run_dir.exists():
                     self.say(f"  {run_dir.name}: other data than the spec's; moved to {archive(run_dir, self.spec.output_dir)}")
             for result in run_baselines(cfg):
-                scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
-                self.say(f"  baseline {result.run_dir.name}: {scores} ({'written' if result.written else 'up to date'})")
+                self.say(f"  baseline {result.run_dir.name}: {result.summary} "
+                         f"({'written' if result.written else 'up to date'})")
 
     def stop(self) -> None:
         """Ctrl-C: no new cells; running ones get SIGINT, so each records itself as failed before exiting."""

@@ -97,3 +97,19 @@ def test_copy_source_and_lead3_score_as_the_libraries_do(data_dir, tmp_path):
     # Lead-3 is a strong summarization baseline (about 40 ROUGE-1 on CNN/DailyMail in See et al., 2017).
     assert 30 < record["metrics"]["test"]["rouge1"] < 45
     assert all(r["prediction"].count("\n") <= 2 for r in rows)
+
+
+def test_a_full_disk_leaves_no_baseline_folder_behind(data_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import attnbench.tracking.record as record_module
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record_module, "_write", no_space)
+    out = tmp_path / "runs"
+    assert main(["baseline", "task=sentiment", "task.limits.test=50", f"data_dir={data_dir}",
+                 f"cache_dir={tmp_path / 'c'}", f"output_dir={out}"]) == 2
+    assert "no space left on the device" in capsys.readouterr().err
+    assert not out.exists() or list(out.iterdir()) == []  # neither the folder nor its staging copy
