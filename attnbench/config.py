@@ -489,6 +489,10 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
         )
 
 
+# Seq2seq metrics of the greedy-decoded validation slice: logged as val_slice/<metric>, recorded as metrics.val_slice.
+VAL_SLICE = "val_slice"
+
+
 def monitor_key(cfg: DictConfig) -> str:
     """The logged name of the validation metric that picks checkpoints and stops early.
 
@@ -497,7 +501,7 @@ def monitor_key(cfg: DictConfig) -> str:
     """
     task = cfg.task
     if task.family == "seq2seq" and task.monitor in _DECODED_METRICS:
-        return f"val_slice/{task.monitor}"
+        return f"{VAL_SLICE}/{task.monitor}"
     return f"val/{task.monitor}"
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench.config import attention_label, config_hash, monitor_key, to_yaml
+from attnbench.config import VAL_SLICE, attention_label, config_hash, monitor_key, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
@@ -90,11 +90,11 @@ def run(cfg: DictConfig) -> Path:
         with Timed() as validating:
             val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
         metrics = {"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": train_loss}
-        if any(key.startswith(f"{SLICE}/") for key in val):
-            metrics[SLICE] = _strip(val, f"{SLICE}/")
+        if any(key.startswith(f"{VAL_SLICE}/") for key in val):
+            metrics[VAL_SLICE] = _strip(val, f"{VAL_SLICE}/")
             record["metrics_notes"] = {
                 "val": "the whole validation split (loss, perplexity) of the best checkpoint",
-                SLICE: f"greedy decoding of the first {cfg.task.decoding.val_examples} validation examples "
+                VAL_SLICE: f"greedy decoding of the first {cfg.task.decoding.val_examples} validation examples "
                        "(task.decoding.val_examples) only, not the whole split: the per-epoch model-selection metric",
                 "test": "the whole test split, beam search (task.decoding), best checkpoint",
             }
@@ -134,7 +134,6 @@ def run(cfg: DictConfig) -> Path:
 
 
 RUN_ID_ENV = "ATTNBENCH_RUN_ID"
-SLICE = "val_slice"  # seq2seq: the metrics of the greedy-decoded validation slice (see tasks/seq2seq.py)
 
 
 def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:

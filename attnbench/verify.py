@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench.config import load_saved_config
+from attnbench.config import VAL_SLICE, load_saved_config
 from attnbench.errors import ConfigError
 
 
@@ -53,7 +53,7 @@ def read_record(run_dir: Path) -> dict:
 
 def compare(recorded: dict, rerun: dict, rtol: float, atol: float) -> list[Check]:
     checks = []
-    for split in ("val", "val_slice", "test"):
+    for split in ("val", VAL_SLICE, "test"):
         for name, value in sorted(recorded.get("metrics", {}).get(split, {}).items()):
             new = rerun.get("metrics", {}).get(split, {}).get(name)
             checks.append(Check(f"{split}/{name}", float(value), None if new is None else float(new),

@@ -20,6 +20,7 @@ from torch import nn
 from attnbench.models.beam_search import beam_search, greedy_search
 from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.loss_trace import LossTrace
+from attnbench.config import VAL_SLICE
 from attnbench.metrics.scoring import SCORERS
 from attnbench.tasks.optim import configure_optimizer
 from attnbench.tasks.probes import ProbeMaps
@@ -118,8 +119,8 @@ class Seq2SeqTask(pl.LightningModule):
         self._log_nll("val")
         self.outputs = gather_dict(self.outputs)  # every rank scores all outputs, so all log the same value
         if self.outputs and not self.trainer.sanity_checking:
-            # val_slice/: a greedy slice of the split, not the split (run.py records it under that name).
-            self.log_dict({f"val_slice/{k}": v for k, v in self._score("validation").items()}, prog_bar=True,
+            # A greedy slice of the split, not the split (run.py records it under that name).
+            self.log_dict({f"{VAL_SLICE}/{k}": v for k, v in self._score("validation").items()}, prog_bar=True,
                           sync_dist=True)
 
     # ---- test: full beam search ----------------------------------------------------------------------------

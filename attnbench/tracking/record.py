@@ -142,11 +142,3 @@ def device_name(gpu: bool) -> str:
     if gpu:
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     return f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
