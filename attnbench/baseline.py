@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import to_yaml
-from attnbench.data.sources import dataset_fingerprint, load_split, split_sources
+from attnbench.data.sources import dataset_fingerprint, load_split, split_sources, test_fingerprint
 from attnbench.errors import ConfigError
 from attnbench.metrics.baselines import Baseline, baselines_for
 from attnbench.metrics.scoring import SCORERS, classification_metrics, classification_signatures
@@ -95,6 +95,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
             "attention": None, "model": None, "heads": None, "seed": None,
             "metrics": {"test": scores}, "cost": {},
             "provenance": {**git_state(), "dataset_fingerprint": fingerprint,
+                           "test_fingerprint": test_fingerprint(cfg.task, cfg.data_dir),
                            "splits": split_sources(cfg.task, cfg.data_dir), "metric_signatures": signatures,
                            "versions": versions(), "started_at": started_at, "finished_at": None},
         }

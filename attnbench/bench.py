@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from attnbench.attention import ATTENTION, build_attention
 from attnbench.errors import ConfigError
-from attnbench.tracking.record import versions, write_atomic
+from attnbench.tracking.record import finite_or_null, versions, write_atomic
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 REFERENCE = "sdpa"
@@ -208,7 +208,7 @@ def write_results(results: list[Result], s: BenchSettings, out_dir: Path) -> lis
         "versions": {k: v for k, v in versions().items() if k in ("python", "torch", "attnbench")},
         "results": [asdict(r) for r in results],
     }
-    files = {out_dir / f"{name}.json": json.dumps(payload, indent=1) + "\n", out_dir / f"{name}.png": plot(results, label)}
+    files = {out_dir / f"{name}.json": json.dumps(finite_or_null(payload), indent=1, allow_nan=False) + "\n", out_dir / f"{name}.png": plot(results, label)}
     for path, content in files.items():
         write_atomic(path, content)
     return list(files)

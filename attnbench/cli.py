@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from attnbench import signals
 from attnbench.errors import AttnbenchError, ConfigError
 
 EXAMPLES = """examples:
@@ -95,29 +96,43 @@ def main(argv: list[str] | None = None) -> int:
     except AttnbenchError as err:
         print(f"attnbench: error: {err}", file=sys.stderr)
         return 2
+    except signals.Interrupted as err:  # a signal before any run folder existed
+        print(f"attnbench: interrupted by {signals.describe(err.signum)}; nothing was recorded", file=sys.stderr)
+        return signals.exit_code(err.signum)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from attnbench.config import load_config
-    from attnbench.sweep import cell_from_args, die_with_parent, load_spec
+    from attnbench.sweep import die_with_parent
 
     die_with_parent()
+    with signals.handling():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from attnbench.config import load_config
+    from attnbench.sweep import cell_from_args, load_spec
+
     overrides = args.overrides
     if args.spec:
         # Only this cell's config is built (and checked by load_config below), not the whole grid's.
         overrides = list(cell_from_args(load_spec(args.spec, check_cells=False), overrides).overrides)
     folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=") and o != "resume=auto"), None)
     cfg = resume_folder_config(folder, overrides) if folder else load_config(overrides)
-    from attnbench.run import run  # heavy imports only once the config is known to be valid
+    from attnbench.run import describe_failure, run  # heavy imports only once the config is known to be valid
 
     try:
         run_dir = run(cfg)
-    except AttnbenchError:
-        raise
-    except Exception as err:
-        print(f"attnbench: run failed: {type(err).__name__}: {err} (status recorded in {cfg.output_dir}/{cfg.run_id})",
-              file=sys.stderr)
-        return 1
+    except BaseException as err:
+        recorded = getattr(err, "attnbench_run_dir", None)
+        signum = signals.received()
+        if isinstance(err, AttnbenchError) and recorded is None:
+            raise  # refused before the run started: one line, exit 2, nothing written
+        if not isinstance(err, Exception) and signum is None:
+            raise
+        where = f"status recorded in {recorded}/metrics.json" if recorded else "it stopped before its run folder existed"
+        print(f"attnbench: run failed: {describe_failure(err)} ({where})", file=sys.stderr)
+        return signals.exit_code(signum) if signum is not None else 1
     from pytorch_lightning.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # under DDP every rank returns here; one line is enough
@@ -235,6 +250,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
                                title=args.title)
+    for warning in report.warnings:
+        print(f"attnbench: warning: {warning}", file=sys.stderr)
     for problem in report.skipped:
         print(f"attnbench: skipped {problem}", file=sys.stderr)
     print(f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to {', '.join(map(str, report.files))}")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -214,12 +216,19 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), root: Path | None =
     choices.update(groups)
 
     cfg = OmegaConf.structured(RunConfig)
+    sources: list[tuple[Path, dict]] = [(base_file, base)]  # each file and what it sets, for error messages
     try:
         cfg = OmegaConf.merge(cfg, base)
-        for group in GROUPS:
-            cfg = OmegaConf.merge(cfg, {group: _group_file(root, group, choices[group])})
     except OmegaConfBaseException as err:
-        raise ConfigError(f"invalid config file: {_omegaconf_message(err)}") from None
+        raise ConfigError(_file_error(base_file, err)) from None
+    for group in GROUPS:
+        path, data = _group_file(root, group, choices[group])
+        try:
+            cfg = OmegaConf.merge(cfg, {group: data})
+        except OmegaConfBaseException as err:
+            raise ConfigError(_file_error(path, err)) from None
+        if path is not None:
+            sources.append((path, {group: data}))
     for key, value in dotted:
         _apply_override(cfg, key, value)
     _fill_environment_defaults(cfg)
@@ -227,14 +236,68 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), root: Path | None =
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"cannot resolve config: {_omegaconf_message(err)}") from None
-    validate(cfg)
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        raise ConfigError(f"{err}{_origin(str(err), sources, [key for key, _ in dotted])}") from None
     return cfg
 
 
+def _file_error(path: Path | None, err: OmegaConfBaseException) -> str:
+    """A merge error (unknown key, wrong type) with the file and the line of the offending key."""
+    key = str(getattr(err, "key", None) or "").rsplit(".", 1)[-1]
+    where = f"{path}" if path else "config"
+    if path is not None and key:
+        line = _line_of(path, key)
+        if line:
+            where += f", line {line}"
+    return f"{where}: {_omegaconf_message(err)}; fix the file (`attnbench config` lists every key)"
+
+
+def _line_of(path: Path, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def _origin(message: str, sources: list[tuple[Path, dict]], overridden: list[str]) -> str:
+    """Where the setting a validation message names (its leading `dotted.key=`) was set: the command line, or
+    the last config file that sets it, with the line."""
+    match = re.match(r"([A-Za-z_][\w.]*)=", message)
+    if not match:
+        return ""
+    key = match.group(1)
+    if key in overridden:
+        return " (set on the command line)"
+    for path, data in reversed(sources):
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part, _UNSET) if isinstance(node, dict) else _UNSET
+        if node is not _UNSET:
+            line = _line_of(path, key.rsplit(".", 1)[-1])
+            return f" (set in {path}{f', line {line}' if line else ''})"
+    return ""
+
+
+_UNSET = object()
+
+
 def load_saved_config(path: Path) -> DictConfig:
-    """A run folder's config.yaml, validated against today's schema (to repeat a run)."""
-    cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), _read_yaml(path))
-    validate(cfg)
+    """A run folder's config.yaml, validated against today's schema (to repeat a run); a damaged one (not YAML,
+    a value of the wrong type, a key the schema lacks, a value out of range) is a ConfigError naming the file."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), _read_yaml(path))
+        validate(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path}: {_omegaconf_message(err)}: the saved config is damaged or from an incompatible "
+                          "version; restore it or run the configuration again") from None
+    except ConfigError as err:
+        message = str(err)
+        if not message.startswith(str(path)):
+            message = f"{path}: {message} (a saved value; restore the file or run the configuration again)"
+        raise ConfigError(message) from None
     return cfg
 
 
@@ -242,18 +305,22 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as err:  # yaml.YAMLError and OmegaConf errors alike
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}); fix the file") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem}); fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values; fix the file")
     return data
 
 
-def _group_file(root: Path, group: str, option: str) -> dict:
+def _group_file(root: Path, group: str, option: str) -> tuple[Path | None, dict]:
+    """The file of a group option and its contents (no file for an attention plugin named by entry point)."""
     path = root / group / f"{option}.yaml"
     if path.is_file():
-        return _read_yaml(path)
+        return path, _read_yaml(path)
     if group == "attention" and _is_plugin_attention(option):
-        return {"name": option}
+        return None, {"name": option}
     valid = group_options(group, root)
     if group == "attention":
         valid = sorted(set(valid) | set(_plugin_attention_names()))
@@ -403,8 +470,62 @@ _LOWER_IS_BETTER = ("loss", "ppl")
 _DECODED_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
+# Longest run id or sweep name: room for the suffixes their files get (".lock", ".<attempt>.log", ".<n>") within
+# the 255 bytes that Linux and macOS file systems allow in one name.
+MAX_NAME_BYTES = 240
+# What numpy's and Lightning's seeding accept (Lightning replaces a seed outside it by a random one, silently).
+SEED_RANGE = (0, 2**32 - 1)
+_LIMITS = ("trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches")
+
+
+def check_name(key: str, value: str) -> None:
+    size = len(value.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(f"{key}={value[:32]}... is {size} bytes long: it names files, and file names allow "
+                          f"{MAX_NAME_BYTES} here; pass a shorter {key}")
+
+
+def check_run_id(run_id: str) -> None:
+    check_name("run_id", run_id)
+
+
+def _floats(node: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _floats(value, f"{prefix}{key}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _floats(value, f"{prefix}{i}.")
+    elif isinstance(node, float):
+        yield prefix[:-1], node
+
+
+def _check_batches(key: str, value: Any) -> None:
+    """A Lightning batch count: a fraction of the loader in (0, 1] or a whole number of batches >= 1."""
+    ok = not isinstance(value, bool) and (
+        (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0.0 < value <= 1.0))
+    if not ok:
+        raise ConfigError(f"{key}={value!r} must be a fraction of the batches in (0, 1] (e.g. 0.5) or a number of "
+                          f"batches >= 1 (e.g. 20)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Refuse impossible settings before any work starts."""
+    for key, value in _floats(OmegaConf.to_container(cfg, resolve=True)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number: pass a real value")
+    if not SEED_RANGE[0] <= cfg.seed <= SEED_RANGE[1]:
+        raise ConfigError(f"seed={cfg.seed} is outside {SEED_RANGE[0]}..{SEED_RANGE[1]}, the range numpy and torch "
+                          "seed from: pass e.g. seed=1")
+    for key in _LIMITS:
+        _check_batches(key, OmegaConf.select(cfg, key))
+    _check_batches("trainer.val_check_interval", cfg.trainer.val_check_interval)
+    if cfg.trainer.max_steps != -1 and cfg.trainer.max_steps <= 0:
+        raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps} must be positive, or -1 (no step limit)")
+    if cfg.trainer.gradient_clip_val < 0 or cfg.optim.weight_decay < 0:
+        raise ConfigError("trainer.gradient_clip_val and optim.weight_decay must be >= 0 (0: off)")
+    if cfg.run_id is not None:
+        check_run_id(cfg.run_id)
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if str(value) not in allowed:
@@ -449,6 +570,24 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"resume={cfg.resume}: use resume=auto (with the run's overrides), or resume=<run folder> alone")
     if cfg.run_id is not None and (not cfg.run_id or "/" in cfg.run_id or cfg.run_id.startswith(".")):
         raise ConfigError(f"run_id={cfg.run_id!r} must be a plain folder name (no '/', not starting with '.')")
+
+
+def check_machine(cfg: DictConfig) -> None:
+    """Refuse what this machine cannot run (an accelerator it lacks, more GPUs than it has) before any work starts.
+    Apart from validate(): a saved config of a GPU run is still a valid config on a laptop."""
+    import torch
+
+    accelerator, devices = cfg.trainer.accelerator, cfg.trainer.devices
+    if accelerator in ("gpu", "cuda"):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if found == 0:
+            raise ConfigError(f"trainer.accelerator={accelerator}, but this machine has no CUDA GPU that torch "
+                              f"{torch.__version__} can use: pass trainer=default (CPU) or trainer.accelerator=cpu")
+        if devices > found:
+            raise ConfigError(f"trainer.devices={devices}, but this machine has {found} GPU(s): pass "
+                              f"trainer.devices={found} or fewer")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps, but this machine has no Apple GPU: pass trainer.accelerator=cpu")
 
 
 def _validate_seq2seq(cfg: DictConfig) -> None:
@@ -552,12 +691,31 @@ def attention_width(cfg: DictConfig) -> int:
     return cfg.model.embed_dim if cfg.model.name == "transformer" else 2 * cfg.model.hidden_dim
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of what determines a run's result (not where it is written or what it is called)."""
+# Settings that cannot change a run's result: where it is written and what it is called, where data and caches
+# live, how it logs and reports progress, how many loader processes feed it (the batches and their order come
+# from the sampler in the main process). config_hash leaves them out, so that the sweep (is this cell done?),
+# resume (is this folder this configuration?) and the leaderboard (which settings split rows) share one answer
+# to "the same configuration". A key names its whole block (wandb: every wandb.* key).
+NOT_RESULT_KEYS = ("output_dir", "data_dir", "cache_dir", "run_id", "resume", "wandb", "trainer.log_every_n_steps",
+                   "trainer.enable_progress_bar", "trainer.num_workers")
+
+
+def result_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The config as a plain dict without NOT_RESULT_KEYS: what determines a run's result."""
     data = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("output_dir", "data_dir", "cache_dir", "run_id", "wandb", "resume"):
-        data.pop(key, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    for key in NOT_RESULT_KEYS:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of what determines a run's result (result_settings)."""
+    return hashlib.sha256(json.dumps(result_settings(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_yaml(cfg: DictConfig) -> str:

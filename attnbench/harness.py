@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from attnbench.data import build_datamodule
 from attnbench.errors import ConfigError
-from attnbench.tracking.record import device_name, write_atomic
+from attnbench.tracking.record import device_name, finite_or_null, write_atomic
 
 
 @dataclass
@@ -177,5 +177,5 @@ def write_result(result: HarnessResult, out_dir: Path) -> Path:
     from attnbench.bench import slug
 
     path = out_dir / f"harness-{slug(result.device)}-{slug(result.config)}.json"
-    write_atomic(path, json.dumps(result.to_json(), indent=1) + "\n")
+    write_atomic(path, json.dumps(finite_or_null(result.to_json()), indent=1, allow_nan=False) + "\n")
     return path

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from attnbench.metrics.baselines import BASELINES
 from attnbench.metrics.degeneracy import COLLAPSE
 from attnbench.stats import MIN_SEEDS
+from attnbench.tracking.record import finite_or_null
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +30,7 @@ def render_all(report: Report, baseline: str, title: str, runs_dir: Path, sample
     files: dict[str, str | bytes] = {
         "leaderboard.md": render_markdown(report, baseline, title, runs_dir, samples),
         "leaderboard.csv": render_csv(report),
-        "leaderboard.json": json.dumps(to_json(report, baseline), indent=2) + "\n",
+        "leaderboard.json": json.dumps(finite_or_null(to_json(report, baseline)), indent=2, allow_nan=False) + "\n",
     }
     files.update(render_plots(report))
     return files
@@ -93,7 +94,7 @@ def render_markdown(report: Report, baseline: str, title: str, runs_dir: Path, s
               f"- runs finished between {prov['finished'][0]} and {prov['finished'][1]}"]
     for metric, signatures in prov["metric_signatures"].items():
         lines.append(f"- {metric}: {'; '.join(f'`{s}`' for s in signatures)}")
-    for dataset, fingerprints in prov["dataset_fingerprints"].items():
+    for dataset, fingerprints in prov["test_fingerprints"].items():
         lines.append(f"- data {dataset}: fingerprint {', '.join(f'`{f}`' for f in fingerprints)}")
     if report.warnings or report.skipped:
         lines += ["", "## Warnings and skipped records", ""]
@@ -173,23 +174,26 @@ def _test_cells(row: Row, primary: str, baseline: str) -> tuple[str, str, str]:
     return delta, row.stats.get("test_note", ""), p_examples
 
 
-CSV_FIELDS = ("task", "dataset", "kind", "label", "attention", "backbone", "settings", "trivial_baseline", "metric",
-              "n", "mean", "std", "ci_low", "ci_high", "baseline", "delta", "delta_low", "delta_high", "p", "p_holm",
-              "holm_family_size", "p_examples_only", "delta_low_examples_only", "delta_high_examples_only",
-              "test_note", "flagged", "flags", "params", "train_seconds", "validation_seconds", "test_seconds",
-              "tokens_per_second", "peak_memory_mb", "eval_peak_memory_mb", "peak_memory_kind",
-              "train_seconds_includes_validation", "seeds", "run_ids")
+CSV_FIELDS = ("task", "dataset", "data_fingerprint", "kind", "label", "attention", "backbone", "settings",
+              "trivial_baseline", "metric", "n", "mean", "std", "ci_low", "ci_high", "baseline", "delta", "delta_low",
+              "delta_high", "p", "p_holm", "holm_family_size", "p_examples_only", "delta_low_examples_only",
+              "delta_high_examples_only", "test_note", "flagged", "flags", "params", "train_seconds",
+              "validation_seconds", "test_seconds", "tokens_per_second", "peak_memory_mb", "eval_peak_memory_mb",
+              "peak_memory_kind", "train_seconds_includes_validation", "seeds", "run_ids")
 
 
 def render_csv(report: Report) -> str:
     """One line per (section, row, test metric); missing rows have n=0 and empty values. p and p_holm are the
-    two-level bootstrap's; the *_examples_only fields the example-only test's."""
+    two-level bootstrap's; the *_examples_only fields the example-only test's. data_fingerprint is the section's
+    test data fingerprint (provenance.test_fingerprint): rows of one (task, dataset) with different ones are on other
+    test data."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for section in report.sections:
         for row in section.rows:
-            base = {"task": section.task, "dataset": section.dataset, "kind": row.kind, "label": row.label,
+            base = {"task": section.task, "dataset": section.dataset, "data_fingerprint": section.fingerprint or "",
+                    "kind": row.kind, "label": row.label,
                     "attention": row.attention or "", "backbone": row.model or "",
                     "settings": ";".join(f"{k}={v}" for k, v in row.extra), "trivial_baseline": row.trivial or "",
                     "flagged": bool(row.flags), "flags": flag_text(row, limit=len(row.flags))}
@@ -218,14 +222,16 @@ def to_json(report: Report, baseline: str) -> dict[str, Any]:
     tasks: dict[str, list[dict]] = {}
     for section in report.sections:
         tasks.setdefault(section.task, []).extend(
-            {"dataset": r.dataset, "kind": r.kind, "label": r.label, "attention": r.attention, "backbone": r.model,
+            {"dataset": r.dataset, "data_fingerprint": section.fingerprint, "kind": r.kind, "label": r.label,
+             "attention": r.attention, "backbone": r.model,
              "settings": dict(r.extra), "trivial_baseline": r.trivial, "missing": r.missing,
              "flagged": bool(r.flags), "flags": r.flags, **r.stats, "run_ids": sorted(run.run_id for run in r.runs)}
             for r in section.rows)
     return {
         "baseline": baseline,
         "tasks": tasks,
-        "sections": [{"task": s.task, "dataset": s.dataset, "primary": s.primary, "holm_family": holm_family(s, baseline),
+        "sections": [{"task": s.task, "dataset": s.dataset, "name": s.name, "data_fingerprint": s.fingerprint,
+                      "split_by_data": s.split_by_data, "primary": s.primary, "holm_family": holm_family(s, baseline),
                       "notes": s.notes, "test_data": s.test_data} for s in report.sections],
         "provenance": report.provenance,
         "warnings": report.warnings,

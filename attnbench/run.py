@@ -7,6 +7,7 @@ metrics.json whose status is "completed" or "failed" (with the error), never wit
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +18,21 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench.config import VAL_SLICE, attention_label, config_hash, monitor_key, to_yaml
+from attnbench import signals
+from attnbench.config import VAL_SLICE, attention_label, check_machine, check_run_id, config_hash, monitor_key, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
 from attnbench.data.lengths import warn_truncation
-from attnbench.data.sources import split_sources
+from attnbench.data.sources import split_sources, test_fingerprint
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
+from attnbench.tasks.checkpointing import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
 from attnbench.tasks.finite import FiniteLoss
 from attnbench.tasks.resume import ResumableState
 from attnbench.tasks.stopping import ValidateAtMaxSteps
 from attnbench.tracking.attention_maps import AttentionMaps
+from attnbench.tracking.claim import Claim
 from attnbench.tracking.cost import CostClock, PeakMemory, Timed, TrainingPeak
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, read_record,
@@ -42,6 +46,7 @@ def run(cfg: DictConfig) -> Path:
     started_at = now()
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
+    check_machine(cfg)
     check_wandb(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -52,23 +57,33 @@ def run(cfg: DictConfig) -> Path:
     # Under DDP, Lightning starts ranks 1..N-1 at trainer.fit by re-running this command; they find the run id
     # rank 0 chose in the environment, use its folder, and write nothing (rank 0 writes every file).
     rank0 = rank_zero_only.rank == 0
-    resume_dir = find_resumable(cfg, output_dir) if cfg.resume else None
+    # Rank 0 holds the folder's claim (tracking/claim.py) from before it exists or is resumed until the process ends.
+    resume_dir, claim = find_resumable(cfg, output_dir) if cfg.resume and rank0 else (None, None)
     cfg.run_id = (resume_dir.name if resume_dir else None) or cfg.run_id or os.environ.get(RUN_ID_ENV) or new_run_id(
         cfg.task.name, cfg.model.name, attention_label(cfg).rsplit(":", 1)[-1], cfg.seed)
-    record = base_record(cfg, data, task, started_at)
-    if rank0:
-        warn_truncation(record["data"], f"{cfg.task.name}/{cfg.task.dataset}")
+    try:
+        check_run_id(cfg.run_id)
+        record = base_record(cfg, data, task, started_at)
+        if rank0:
+            warn_truncation(record["data"], f"{cfg.task.name}/{cfg.task.dataset}")
+        if resume_dir is not None or not rank0:
+            run_dir = output_dir / cfg.run_id
+        else:
+            claim = claim_new(output_dir, cfg.run_id)
+            run_dir = create_run_dir(output_dir, cfg.run_id)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     logger = None
-    if resume_dir is not None or not rank0:
-        run_dir = output_dir / cfg.run_id
-    else:
-        run_dir = create_run_dir(output_dir, cfg.run_id)
-    # From here on the folder exists, so whatever stops the run (an error, Ctrl-C) ends in a metrics.json.
+    # From here on the folder exists, so whatever stops the run (an error, a signal) ends in a metrics.json.
     try:
         if resume_dir is None and rank0:
             write_atomic(run_dir / "config.yaml", to_yaml(cfg))
-        last = run_dir / "checkpoints" / "last.ckpt"
-        resume_from = str(last) if resume_dir is not None and last.is_file() else None
+        # Skips or refuses torn files. Ranks > 0 have no resume_dir (rank 0 alone claims the folder) but must load
+        # the checkpoint rank 0 loads: the same files give the same choice.
+        resume_path = resume_checkpoint(run_dir) if cfg.resume and (resume_dir is not None or not rank0) else None
+        resume_from = str(resume_path) if resume_path is not None else None
         logger = make_logger(cfg, run_dir)
         if cfg.trainer.devices > 1 and rank0:
             os.environ[RUN_ID_ENV] = cfg.run_id
@@ -81,15 +96,18 @@ def run(cfg: DictConfig) -> Path:
         if resume_from:
             record["resumed_from"] = _relative(resume_from, run_dir)
         cost.memory.reset()
+        # The ModelCheckpoint's best by path: "best" would make Lightning warn about the LastCheckpoint callback.
+        best = trainer.checkpoint_callback.best_model_path or "best"
         with Timed() as testing:
-            test = trainer.test(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+            test = trainer.test(task, datamodule=data, ckpt_path=best, verbose=False)[0]
         # Before validate(): it reuses the task's output buffers. Seq2seq knows its signatures once scored.
         if rank0:
             write_jsonl(run_dir / "predictions.jsonl", task.predictions())
         record["provenance"]["metric_signatures"] = task.metric_signatures()
         with Timed() as validating:
-            val = trainer.validate(task, datamodule=data, ckpt_path="best", verbose=False)[0]
+            val = trainer.validate(task, datamodule=data, ckpt_path=best, verbose=False)[0]
         metrics = {"val": _strip(val, "val/"), "test": _strip(test, "test/"), "train": train_loss}
+        check_finite(metrics)
         if any(key.startswith(f"{VAL_SLICE}/") for key in val):
             metrics[VAL_SLICE] = _strip(val, f"{VAL_SLICE}/")
             record["metrics_notes"] = {
@@ -116,31 +134,62 @@ def run(cfg: DictConfig) -> Path:
         )
         record["best_checkpoint"] = _relative(trainer.checkpoint_callback.best_model_path, run_dir)
     except BaseException as err:
-        error = f"{type(err).__name__}: {err}"
-        # Lightning turns Ctrl-C/SIGINT during fit into SystemExit(1) after a graceful shutdown.
-        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
-        record.update(status="failed", error=f"interrupted ({error})" if interrupted else error)
+        record.update(status="failed", error=describe_failure(err))
+        if signals.received() is not None:
+            record["interrupted"] = signal_name(signals.received())
+        err.attnbench_run_dir = run_dir  # where the CLI says the status went (cli.py)
         raise
     finally:
         os.environ.pop(RUN_ID_ENV, None)
         record["provenance"]["finished_at"] = now()
-        if rank0:
-            write_json(run_dir / "metrics.json", record)
-        if logger is not None:
-            import wandb
+        try:
+            with signals.deferred():  # a signal now would lose the record: it is handled once the record is written
+                if rank0:
+                    write_json(run_dir / "metrics.json", record)
+                if logger is not None:
+                    import wandb
 
-            wandb.finish(exit_code=0 if record["status"] == "completed" else 1)
+                    wandb.finish(exit_code=0 if record["status"] == "completed" else 1)
+        finally:  # even when the record cannot be written (a full disk)
+            if claim is not None:
+                claim.release()
     return run_dir
+
+
+def describe_failure(err: BaseException) -> str:
+    """The record's error: "interrupted by <signal>" for a stop by signal (Lightning reports Ctrl-C as
+    SystemExit(1) and SIGTERM as a SystemExit without a code), else the exception."""
+    error = f"{type(err).__name__}: {err}"
+    if signals.received() is not None:
+        return f"interrupted by {signals.describe(signals.received())}"
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return f"interrupted ({error})"
+    return error
+
+
+def signal_name(signum: int) -> str:
+    return signals.describe(signum).split()[0]
+
+
+def check_finite(metrics: dict[str, dict[str, float]]) -> None:
+    """A completed record has finite metrics only: a NaN/inf one fails the run instead (never a leaderboard row)."""
+    bad = [f"{split}/{name}={value}" for split, values in metrics.items() for name, value in values.items()
+           if not math.isfinite(value)]
+    if bad:
+        raise FloatingPointError(f"non-finite metrics {', '.join(bad)}: the model diverged or produced NaN; lower "
+                                 "optim.lr or use trainer.precision=32-true; the run is not counted as completed")
 
 
 RUN_ID_ENV = "ATTNBENCH_RUN_ID"
 
 
-def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
-    """resume=auto: the unfinished run of this configuration to continue, or None for a fresh start.
+def find_resumable(cfg: DictConfig, output_dir: Path) -> tuple[Path | None, Claim | None]:
+    """resume=auto: the unfinished run of this configuration to continue, claimed, or (None, None) to start fresh.
 
-    With run_id set, that folder (refused if it already completed, or holds another configuration); without,
-    the newest folder in output_dir with the same configuration hash and no completed record.
+    With run_id set, that folder (refused if another process is writing it, it already completed, or it holds
+    another configuration); without, the newest folder in output_dir with the same configuration hash, no
+    completed record and no live process. The claim is taken before the record is read, so two resumes of one
+    run cannot both pass the checks.
     """
     expected = config_hash(cfg)
 
@@ -153,15 +202,43 @@ def find_resumable(cfg: DictConfig, output_dir: Path) -> Path | None:
     if cfg.run_id:
         run_dir = output_dir / cfg.run_id
         if not run_dir.is_dir():
-            return None
-        if finished(run_dir):
-            raise ConfigError(f"run {run_dir} already completed: nothing to resume (use another run_id= to run again)")
+            return None, None
+        claim = claim_existing(output_dir, cfg.run_id)
+        problem = None
         if not same_config(run_dir):
-            raise ConfigError(f"run {run_dir} holds another configuration: resume it with resume={run_dir} alone, "
-                              "or pass the overrides it was started with")
-        return run_dir
-    candidates = [d for d in output_dir.glob("*/") if d.is_dir() and not finished(d) and same_config(d)]
-    return max(candidates, key=lambda d: d.stat().st_mtime, default=None)
+            problem = (f"run {run_dir} holds another configuration: resume it with resume={run_dir} alone, "
+                       "or pass the overrides it was started with")
+        elif finished(run_dir):
+            problem = f"run {run_dir} already completed: nothing to resume (use another run_id= to run again)"
+        if problem:
+            claim.release()
+            raise ConfigError(problem)
+        return run_dir, claim
+    candidates = [d for d in output_dir.glob("*/") if d.is_dir() and not d.name.startswith(".") and same_config(d)]
+    for run_dir in sorted(candidates, key=lambda d: d.stat().st_mtime, reverse=True):
+        claim = Claim(output_dir, run_dir.name)
+        if not claim.try_acquire():
+            continue  # live in another process
+        if not finished(run_dir):
+            return run_dir, claim
+        claim.release()
+    return None, None
+
+
+def claim_existing(output_dir: Path, run_id: str) -> Claim:
+    claim = Claim(output_dir, run_id)
+    if not claim.try_acquire():
+        raise ConfigError(f"run {output_dir / run_id} is being written by another process (pid {claim.owner()}): "
+                          "wait for it to finish (or stop it), then resume")
+    return claim
+
+
+def claim_new(output_dir: Path, run_id: str) -> Claim:
+    claim = Claim(output_dir, run_id)
+    if not claim.try_acquire():
+        raise ConfigError(f"run folder {output_dir / run_id} is being created by another process (pid "
+                          f"{claim.owner()}): choose another run_id=")
+    return claim
 
 
 def build_task(cfg: DictConfig, data) -> pl.LightningModule:
@@ -211,16 +288,21 @@ class Cost:
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Cost]:
     t = cfg.trainer
     monitor = monitor_key(cfg)
+    # The best checkpoint; last.ckpt, written after every validation, is LastCheckpoint's (tasks/checkpointing.py).
+    # Both checkpoint and early stopping act at the end of each validation (by default, with one validation per
+    # epoch, at the epoch's end, after it), so that LastCheckpoint, which runs last, saves their updated state.
+    # No version counter: a resumed run that redoes a validation rewrites its best file instead of adding a -v1.
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-{epoch}-{step}", monitor=monitor, mode=cfg.task.monitor_mode,
-        save_top_k=1, save_last=True,
+        save_top_k=1, save_last=False, save_on_train_epoch_end=False, enable_version_counter=False,
     )
     memory = PeakMemory(uses_gpu(cfg))
     cost = Cost(CostClock(), TrainingPeak(memory), memory)
-    callbacks: list[pl.Callback] = [checkpoint, cost.clock, cost.peak, ValidateAtMaxSteps(),
-                                    FiniteLoss(every=t.log_every_n_steps), ResumableState()]
+    callbacks: list[pl.Callback] = [checkpoint, LastCheckpoint(run_dir / "checkpoints"), cost.clock, cost.peak,
+                                    ValidateAtMaxSteps(), FiniteLoss(every=t.log_every_n_steps), ResumableState()]
     if t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience,
+                                       check_on_train_epoch_end=False))
     if logger is not None:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if cfg.task.probes:
@@ -238,6 +320,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, logger=logger if logger is not None else False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_model_summary=t.enable_progress_bar,
+        plugins=[AtomicCheckpointIO()],  # checkpoints replace the old file whole, or not at all
     )
     return trainer, cost
 
@@ -264,6 +347,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             **git_state(),
             "config_hash": config_hash(cfg),
             "dataset_fingerprint": data.fingerprint,
+            "test_fingerprint": test_fingerprint(cfg.task, cfg.data_dir),  # what the test metrics were scored on
             "splits": split_sources(cfg.task, cfg.data_dir),  # which file or hub split each one is
             "tokenizer_hash": data.tokenizer_hash,
             "metric_signatures": task.metric_signatures(),

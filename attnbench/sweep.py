@@ -33,8 +33,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from attnbench.baseline import baseline_folders, data_key, run_baselines
-from attnbench.config import config_hash, load_config
+from attnbench.config import check_machine, check_name, config_hash, load_config
 from attnbench.errors import ConfigError
+from attnbench.tasks.checkpointing import LAST, resumable_checkpoint
+from attnbench.tracking.claim import Claim, held_elsewhere
 from attnbench.tracking.record import now, read_record, saved_config_hash, write_json
 
 # Overrides every cell gets before the spec's own (which may change them): logs go to files, not terminals.
@@ -141,6 +143,10 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     where = f"sweep spec {path}"
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name):
         raise ConfigError(f"{where}: name={spec.name!r} must be letters, digits, '_', '.' or '-' (it names the ledger)")
+    try:
+        check_name("name", spec.name)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     if not spec.axes:
         raise ConfigError(f"{where}: no axes: give at least one, e.g. axes: {{attention: [additive, dot]}}")
     for axis, values in spec.axes.items():
@@ -191,19 +197,24 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
 @dataclass
 class CellStatus:
     cell: Cell
-    state: str  # done | missing | failed | interrupted | changed
+    state: str  # done | live | missing | failed | interrupted | changed
     reason: str
     resumable: bool = False  # interrupted with checkpoints/last.ckpt: continued with resume=auto
 
     @property
     def pending(self) -> bool:
-        return self.state != "done"
+        """To be run by this sweep: not done, and not being written by another process (live)."""
+        return self.state not in ("done", "live")
 
 
 def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str | None = None) -> CellStatus:
     """The cell's state on disk; `expected_hash` is its config hash when already known (Spec.hashes)."""
     run_dir = output_dir / cell.id
     record_path = run_dir / "metrics.json"
+    owner = held_elsewhere(output_dir, cell.id)
+    if owner is not None:
+        return CellStatus(cell, "live", f"being written by another process (pid {owner}) now; left alone: run the "
+                          "sweep again once it has finished")
     if not run_dir.exists():
         return CellStatus(cell, "missing", "no run folder yet")
     expected = expected_hash or config_hash(load_config(list(cell.overrides)))
@@ -217,10 +228,16 @@ def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str |
         return CellStatus(cell, "failed", f"last attempt failed: {error or 'no error recorded'}")
     attempts = ledger.get(cell.id, {}).get("attempts", 0)
     how = "interrupted" if status == "failed" else "stopped without a record"
-    resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
-    return CellStatus(cell, "interrupted", f"attempt {attempts} {how}; "
-                      + ("resuming from its last checkpoint" if resumable else "no checkpoint yet, starting over"),
-                      resumable=resumable)
+    # A torn or damaged checkpoint (a full disk, a kill mid-write) is passed over for an older good one; with none
+    # good, the cell starts over (its folder moved aside) instead of failing on it again and again.
+    checkpoint = resumable_checkpoint(run_dir)
+    if checkpoint is None:
+        then = "no usable checkpoint, starting over"
+    elif checkpoint.name == LAST:
+        then = "resuming from its last checkpoint"
+    else:
+        then = f"resuming from {checkpoint.name} (checkpoints/{LAST} is missing or damaged)"
+    return CellStatus(cell, "interrupted", f"attempt {attempts} {how}; {then}", resumable=checkpoint is not None)
 
 
 # ----------------------------------------------------------------------------------------------- ledger
@@ -231,8 +248,10 @@ class Ledger:
 
     def __init__(self, output_dir: Path, name: str):
         self.dir = output_dir / ".sweep"
+        self.name = name
         self.path = self.dir / f"{name}.json"
-        self.lock_path = self.dir / f"{name}.lock"
+        # One lock per output folder, not per spec: two specs writing one folder would move each other's cells.
+        self.lock_path = self.dir / "sweep.lock"
         self.logs = self.dir / "logs" / name
         self.cells: dict[str, dict] = {}
         self._lock_file = None
@@ -244,19 +263,20 @@ class Ledger:
         return self.cells
 
     def acquire(self) -> None:
-        """One sweep per ledger at a time: a second one would run the same cells twice."""
+        """One sweep per output folder at a time: a second one (of this spec or another) would run cells twice or
+        move the first one's live cells aside."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.lock_path, "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.seek(0)
-            owner = self._lock_file.read().strip() or "another process"
+            owner = self._lock_file.read().strip() or "pid unknown"
             self._lock_file.close()
-            raise ConfigError(f"another sweep is already running this spec into {self.dir.parent} (pid {owner}): "
-                              "wait for it to finish, or give this one another output_dir") from None
+            raise ConfigError(f"another sweep is already running into {self.dir.parent} ({owner}): wait for it to "
+                              "finish, or give this spec another output_dir") from None
         self._lock_file.truncate(0)
-        self._lock_file.write(str(os.getpid()))
+        self._lock_file.write(f"sweep {self.name}, pid {os.getpid()}")
         self._lock_file.flush()
 
     def release(self) -> None:
@@ -276,7 +296,7 @@ class Ledger:
 @dataclass
 class Outcome:
     cell: Cell
-    state: str  # done | failed | interrupted | skipped
+    state: str  # done | failed | interrupted | skipped | live (another process is writing the cell)
     detail: str
 
 
@@ -289,6 +309,22 @@ def baseline_configs(spec: Spec) -> list:
         cfg = load_config(list(cell.overrides))
         chosen.setdefault((cfg.task.name, cfg.task.dataset, data_key(cfg)), cfg)
     return list(chosen.values())
+
+
+def check_machine_for(spec: Spec) -> None:
+    """Refuse, before any cell runs, a grid this machine cannot run (config.check_machine: e.g. trainer=gpu on a
+    CPU machine); --dry-run and --wandb do not check, since their cells may run elsewhere."""
+    seen = set()
+    for cell in spec.cells():
+        cfg = load_config(list(cell.overrides))
+        key = (cfg.trainer.accelerator, cfg.trainer.devices)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_machine(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"sweep spec {spec.path}: cell {cell.label}: {err}") from None
 
 
 def plan(spec: Spec) -> list[CellStatus]:
@@ -329,6 +365,7 @@ class Runner:
             print(line, file=self.out, flush=True)
 
     def run(self) -> list[Outcome]:
+        check_machine_for(self.spec)
         self.ledger.acquire()
         try:
             return self._run()
@@ -340,7 +377,8 @@ class Runner:
         ledger = self.ledger.read()
         statuses = [cell_status(cell, self.spec.output_dir, ledger, self.spec.hashes.get(cell.id))
                     for cell in self.spec.cells()]
-        outcomes = {s.cell.id: Outcome(s.cell, "skipped", s.reason) for s in statuses if not s.pending}
+        outcomes = {s.cell.id: Outcome(s.cell, "skipped" if s.state == "done" else s.state, s.reason)
+                    for s in statuses if not s.pending}
         pending = [s for s in statuses if s.pending]
         self.say(f"sweep {self.spec.name}: {len(statuses)} cells, {len(outcomes)} done already, {len(pending)} to run "
                  f"(output {self.spec.output_dir})")
@@ -405,7 +443,11 @@ class Runner:
             overrides.append("resume=auto")  # continue in place from checkpoints/last.ckpt
             self.say(f"  {cell.id}: resuming the interrupted attempt from its last checkpoint")
         elif run_dir.exists():
-            archived = archive(run_dir, self.spec.output_dir)
+            try:
+                archived = archive(run_dir, self.spec.output_dir)
+            except ConfigError as err:  # a process outside this sweep started writing the cell meanwhile
+                self.say(f"  live  {cell.id}: {err}")
+                return Outcome(cell, "live", str(err))
             self.say(f"  {cell.id}: previous attempt ({status.state}) moved to {archived}")
         attempt = self.ledger.cells.get(cell.id, {}).get("attempts", 0) + 1
         log_path = self.ledger.logs / f"{cell.id}.{attempt}.log"
@@ -438,12 +480,13 @@ class Runner:
         return Outcome(cell, state, f"{error} (log: {log_path})")
 
     def summary(self, outcomes: list[Outcome]) -> None:
-        counts = {state: sum(o.state == state for o in outcomes) for state in ("done", "failed", "interrupted", "skipped")}
+        counts = {state: sum(o.state == state for o in outcomes)
+                  for state in ("done", "failed", "interrupted", "skipped", "live")}
         wall = time.perf_counter() - self.started  # the suite time of this invocation (cells skipped cost nothing)
         self.say(f"sweep {self.spec.name} summary: " + ", ".join(f"{n} {state}" for state, n in counts.items())
                  + f" in {wall / 60:.1f} min wall time with {self.jobs} job(s)")
         for o in outcomes:
-            if o.state in ("failed", "interrupted"):
+            if o.state in ("failed", "interrupted", "live"):
                 self.say(f"  {o.state} {o.cell.id}: {o.detail}")
 
 
@@ -470,14 +513,19 @@ def die_with_parent() -> None:
 
 
 def archive(run_dir: Path, output_dir: Path) -> Path:
-    """Move an unfinished or outdated run folder out of the records, keeping it for inspection."""
-    attempts = output_dir / ".attempts"
-    attempts.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count(1):
-        target = attempts / f"{run_dir.name}.{n}"
-        if not target.exists():
-            shutil.move(str(run_dir), str(target))
-            return target
+    """Move an unfinished or outdated run folder out of the records, keeping it for inspection; never one that a
+    live process is writing (it holds the folder's claim, which the move holds too)."""
+    with Claim(output_dir, run_dir.name) as claim:
+        if not claim.try_acquire():
+            raise ConfigError(f"{run_dir} is being written by another process (pid {claim.owner()}): not moved; "
+                              "run the sweep again once it has finished")
+        attempts = output_dir / ".attempts"
+        attempts.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            target = attempts / f"{run_dir.name}.{n}"
+            if not target.exists():
+                shutil.move(str(run_dir), str(target))
+                return target
     raise AssertionError("unreachable")
 
 

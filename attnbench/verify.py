@@ -44,11 +44,24 @@ def read_record(run_dir: Path) -> dict:
         raise ConfigError(f"{run_dir} is not a run folder (no metrics.json and config.yaml): pass results/runs/<run_id>")
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid JSON ({err.msg}): the record is damaged; re-run the configuration") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{path} is not a run record (a JSON object): the record is damaged; re-run the configuration")
     if record.get("status") != "completed":
         raise ConfigError(f"{path} has status {record.get('status')!r}: only completed runs can be verified")
+    if not isinstance(record.get("metrics"), dict):
+        raise ConfigError(f"{path} has no metrics object: the record is damaged; re-run the configuration")
+    for split in ("val", VAL_SLICE, "test"):
+        values = record["metrics"].get(split, {})
+        if not isinstance(values, dict) or not all(_is_number(v) for v in values.values()):
+            raise ConfigError(f"{path}: metrics.{split} is not a mapping of metric names to finite numbers: the record "
+                              "is damaged; re-run the configuration")
     return record
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def compare(recorded: dict, rerun: dict, rtol: float, atol: float) -> list[Check]:
@@ -82,9 +95,9 @@ def verify(run_dir: Path, rtol: float, atol: float, keep: bool = False) -> tuple
 
     record = read_record(run_dir)
     cfg = load_saved_config(run_dir / "config.yaml")
-    scratch = Path(tempfile.mkdtemp(prefix=f"attnbench-verify-{record['run_id']}-"))  # nothing lands in results/
+    scratch = Path(tempfile.mkdtemp(prefix=f"attnbench-verify-{run_dir.name}-"))  # nothing lands in results/
     cfg.output_dir = str(scratch)
-    cfg.run_id = f"{record['run_id']}-verify"
+    cfg.run_id = f"{run_dir.name}-verify"
     cfg.wandb.mode = "disabled"
     try:
         rerun_dir = run(cfg)

@@ -71,3 +71,22 @@ class NaNInTraining(_MisbehavesInTraining):
 
     def misbehave(self, out, weights):
         return out * float("nan"), weights
+
+
+class SignalsInTraining(_MisbehavesInTraining):
+    """Sends its own process `signum` (SIGTERM by default) at the third training step, as `kill` or a cluster's
+    scheduler would: the run must stop, record itself as interrupted by that signal and exit 128 + signum."""
+
+    description = "signals its own process on purpose"
+
+    def __init__(self, *args, signum: int = 15, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.signum, self.sent = signum, False
+
+    def misbehave(self, out, weights):
+        import os
+
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+        return out, weights

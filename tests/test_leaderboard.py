@@ -96,7 +96,8 @@ def write_record(root: Path, attention: str, model: str, seed: int, correct: np.
                  task: str = "sentiment", status: str = "completed", extra: tuple[str, ...] = (),
                  rows: list[dict] | None = None, test: dict | None = None, dataset: str | None = None,
                  fingerprint: str = "fp1", cost: dict | None = None, data: dict | None = None,
-                 config_edit: Callable[[dict], None] | None = None, kind: str | None = "model") -> Path:
+                 config_edit: Callable[[dict], None] | None = None, kind: str | None = "model",
+                 test_fingerprint: str | None = None) -> Path:
     """A run folder as `attnbench run` writes it: config.yaml, metrics.json and predictions.jsonl.
 
     Sentiment runs take `correct` (N, 1) and get alternating gold labels; other runs take prediction `rows`
@@ -126,6 +127,8 @@ def write_record(root: Path, attention: str, model: str, seed: int, correct: np.
             "tokens_per_second": 500.0, "peak_memory_mb": 100.0, "epochs": 1, "steps": 10},
         "provenance": _provenance(fingerprint, seed),
     }
+    if test_fingerprint is not None:
+        record["provenance"]["test_fingerprint"] = test_fingerprint
     if kind is None:
         del record["kind"]
     if data is not None:
@@ -286,7 +289,7 @@ def test_leaderboard_rows_split_by_a_varied_setting(tmp_path):
     assert "multihead [attention.heads=2]" in (out / "leaderboard.md").read_text()
 
 
-def test_predictions_that_do_not_reproduce_the_record_are_reported(tmp_path):
+def test_predictions_that_do_not_reproduce_the_record_skip_the_record(tmp_path):
     runs = tmp_path / "runs"
     write_record(runs, "additive", "rnn", 1, correct_array(0.7, 1))
     bad = write_record(runs, "dot", "rnn", 1, correct_array(0.8, 2))
@@ -296,9 +299,9 @@ def test_predictions_that_do_not_reproduce_the_record_are_reported(tmp_path):
     out = tmp_path / "board"
     assert main(["leaderboard", "--runs", str(runs), "--out", str(out)]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
-    assert any("metrics.json says 0.9500" in s for s in board["skipped"])
-    dot = next(r for r in board["tasks"]["sentiment"] if r["attention"] == "dot")
-    assert "test" not in dot and dot["metrics"]["accuracy"]["mean"] == pytest.approx(0.95)
+    assert any("predictions.jsonl gives test accuracy 0.7975 but metrics.json says 0.9500" in s
+               for s in board["skipped"])
+    assert [r["attention"] for r in board["tasks"]["sentiment"]] == ["additive"]  # never a row of its own numbers
 
 
 def test_seed_spread_makes_a_small_delta_insignificant_though_the_models_differ(tmp_path):

@@ -86,21 +86,27 @@ def test_a_run_below_the_majority_class_is_flagged_and_healthy_runs_are_not(tmp_
     assert (out / "plots" / "sentiment-sst2-accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_baseline_of_other_test_data_does_not_count_and_the_footer_says_so(tmp_path):
+def test_a_baseline_of_other_test_data_is_a_section_of_its_own_and_the_footer_says_so(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_record(runs, "additive", "rnn", 1, correct_array(0.7, 1))
     other = [{"id": i, "prediction": 0, "gold": 0} for i in range(N)]  # other golds, other fingerprint
     write_baseline(runs, "majority", other, {"accuracy": 1.0, "f1": 1.0}, fingerprint="fp-other",
                    task_block_only=True)
     result = board(runs, tmp_path / "board")
-    additive = next(r for r in result["tasks"]["sentiment"] if r["label"] == "additive")
-    assert not additive["flagged"]
-    assert any(n.startswith("no trivial baseline record for this test data: additive (rnn)")
-               for n in result["sections"][0]["notes"])
-    assert "- no trivial baseline record for this test data" in (tmp_path / "board" / "leaderboard.md").read_text()
-    assert "majority class (trivial baseline) was computed on other test data than every trained run here " \
-           "(fingerprint fp-other)" in " ".join(result["sections"][0]["notes"])
-    assert any(r["kind"] == "baseline" for r in result["tasks"]["sentiment"])  # read though it saved the task block only
+    trained, reference = result["sections"]
+    assert (trained["name"], trained["data_fingerprint"]) == ("sentiment / sst2 (data fp1)", "fp1")
+    assert (reference["name"], reference["data_fingerprint"]) == ("sentiment / sst2 (data fp-other)", "fp-other")
+    rows = result["tasks"]["sentiment"]
+    additive = next(r for r in rows if r["label"] == "additive")
+    assert not additive["flagged"] and additive["data_fingerprint"] == "fp1"
+    assert any(n.startswith("no trivial baseline record for this test data: additive (rnn)") for n in trained["notes"])
+    base = next(r for r in rows if r["kind"] == "baseline")  # read though it saved the task block only
+    assert base["data_fingerprint"] == "fp-other"
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "- no trivial baseline record for this test data" in md
+    assert "## sentiment / sst2 (data fp1)" in md and "## sentiment / sst2 (data fp-other)" in md
+    assert any("records of 2 different test sets" in w for w in result["warnings"])
+    assert "attnbench: warning: sentiment/sst2: records of 2 different test sets" in capsys.readouterr().err
 
 
 def test_a_flagged_baseline_variant_gives_its_comparisons_a_note_instead_of_a_p(tmp_path):

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from attnbench.cli import main
 from attnbench.config import config_dir
 from attnbench.errors import ConfigError
+from attnbench.tasks.checkpointing import TRAINING_STATE
 from attnbench.sweep import (
     Ledger, cell_from_args, cell_status, expand_wandb_grid, load_spec, wandb_sweep_config,
 )
@@ -171,7 +173,8 @@ def test_cell_status_from_disk(spec_path, tmp_path):
     folder("dot-transformer-s1", {"status": "completed"}, (*cells["dot-transformer-s1"].overrides, "optim.lr=0.5"))
     folder("dot-transformer-s2", {"status": "failed", "error": "interrupted (KeyboardInterrupt: )"})
     (out / "dot-transformer-s2" / "checkpoints").mkdir()
-    (out / "dot-transformer-s2" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    # A checkpoint that passes the resume check (tasks/checkpointing.py): a whole archive with the training state.
+    torch.save({key: {} for key in TRAINING_STATE}, out / "dot-transformer-s2" / "checkpoints" / "last.ckpt")
     states = {cid: cell_status(c, out, {}) for cid, c in cells.items()}
     assert states["additive-rnn-s1"].state == "done"
     assert states["additive-rnn-s2"].state == "failed" and "ValueError: nan" in states["additive-rnn-s2"].reason

@@ -182,9 +182,9 @@ def test_nan_loss_stops_the_run_as_failed(data_dir, shared_cache, tmp_path, caps
                          "model.hidden_dim=32", "trainer.log_every_n_steps=1"))
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert "training loss is nan at step" in err[-1] and "lower optim.lr" in err[-1]
+    assert "training loss became non-finite (NaN/inf) at step" in err[-1] and "lower optim.lr" in err[-1]
     record = json.loads((only_run_dir(tmp_path) / "metrics.json").read_text())
-    assert record["status"] == "failed" and record["error"].startswith("FloatingPointError: training loss is nan")
+    assert record["status"] == "failed" and record["error"].startswith("FloatingPointError: training loss became non-finite")
     assert not (only_run_dir(tmp_path) / "predictions.jsonl").exists()
 
 

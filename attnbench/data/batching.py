@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -31,6 +31,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     takes every num_replicas-th batch from position `rank`. In training the list is first padded by repeating
     its first batches so that all ranks run the same number of steps (as torch's DistributedSampler does);
     in evaluation nothing is added or dropped: every example is evaluated exactly once, on exactly one rank.
+
+    `start` (set by ResumableLoader on a mid-epoch resume) makes the next iteration skip that many of the epoch's
+    batches; `len()` stays the whole epoch's, as Lightning counts the batches done before the resume itself.
     """
 
     def __init__(self, lengths: Sequence[int], *, batch_size: int, max_tokens: int | None, shuffle: bool, seed: int,
@@ -47,6 +50,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.pool_batches = pool_batches
         self.epoch = 0
+        self.start = 0
         self._cache: tuple[int, list[list[int]]] | None = None
         # Lightning calls `set_epoch` on `dataloader.batch_sampler.sampler`, not on the batch sampler itself
         # (lightning_fabric.utilities.data._set_sampler_epoch); pointing `sampler` here makes that call reach us.
@@ -70,7 +74,10 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()
+        # A generator: the epoch is read at the first batch, after Lightning's set_epoch.
+        batches, start = self.batches(), self.start
+        self.start = 0
+        yield from batches[start:]
 
     def __len__(self) -> int:
         return len(self.batches())
@@ -104,6 +111,50 @@ class BucketBatchSampler(Sampler[list[int]]):
         if batch:
             batches.append(batch)
         return batches
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, resumable mid-epoch through Lightning's stateful-loader protocol.
+
+    Lightning saves `state_dict()` of a train loader that has one into every checkpoint (the fit loop's
+    `combined_loader` state) and passes it back to `load_state_dict()` on resume (tasks/resume.py does too, where
+    Lightning does not); without it, a run resumed from a mid-epoch checkpoint (trainer.val_check_interval < 1)
+    starts the epoch's batches over and Lightning warns that the loader is not resumable. Mid-epoch resume is exact
+    only if making this loader's iterator leaves the global RNG alone: give it its own `generator`.
+    The state is the epoch and the number of its batches handed to training,
+    counted here rather than in the sampler, which worker processes (num_workers > 0) read ahead of training; on
+    resume the sampler skips those batches, so workers never load them. Under DDP each rank counts its own shard's
+    batches; all ranks run the same number of steps (the sampler pads training shards), so rank 0's count, the one
+    checkpointed, holds on every rank.
+    """
+
+    def __init__(self, dataset: Any, *, batch_sampler: BucketBatchSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        self._position = (batch_sampler.epoch, 0)  # (epoch, batches handed out) of the iteration under way
+        self._resume: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["batches"]))
+
+    def __iter__(self) -> Iterator[Any]:
+        # Lazy: torch's iterator (and its worker processes' first requests to the sampler) starts at the first
+        # batch, after Lightning has loaded the state and called set_epoch; on resume it calls iter() before both.
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        sampler: BucketBatchSampler = self.batch_sampler
+        epoch, done = self._resume or (sampler.epoch, 0)
+        self._resume = None
+        # A checkpoint at an epoch's end resumes at the start of the next epoch (Lightning's set_epoch says which).
+        sampler.start = done if epoch == sampler.epoch else 0
+        self._position = (sampler.epoch, sampler.start)
+        for batch in super().__iter__():
+            self._position = (self._position[0], self._position[1] + 1)
+            yield batch
 
 
 def padding_fraction(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> float:

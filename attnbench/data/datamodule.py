@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from attnbench.config import target_length
-from attnbench.data.batching import BucketBatchSampler, collate_classification, collate_seq2seq
+from attnbench.data.batching import BucketBatchSampler, ResumableLoader, collate_classification, collate_seq2seq
 from attnbench.data.lengths import truncation_block
 from attnbench.data.sources import SPLITS, dataset_fingerprint, load_split
 from attnbench.data.tokenizer import BOS, EOS, PAD, build_tokenizer, tokenizer_hash
@@ -79,15 +79,20 @@ def bucket_sampler(cfg: DictConfig, lengths: Sequence[int], shuffle: bool, train
 
 
 def make_loader(cfg: DictConfig, dataset: Dataset, columns: list[str], sampler: BucketBatchSampler,
-                collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]) -> DataLoader:
+                collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]], *,
+                resumable: bool = False) -> DataLoader:
+    """The split's loader; `resumable` (training) checkpoints its place in the epoch (batching.ResumableLoader)."""
     workers = cfg.trainer.num_workers
-    return DataLoader(
+    return (ResumableLoader if resumable else DataLoader)(
         dataset.select_columns(columns),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        # torch draws each iterator's worker seed from this generator, by default from the global RNG: a resumed
+        # run makes an iterator where the uninterrupted one did not (mid-epoch), which would shift dropout's RNG.
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
 
 
@@ -159,7 +164,7 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         return make_loader(self.cfg, self.splits[split], MODEL_COLUMNS, self.sampler(split),
-                           partial(collate_classification, pad_id=self.pad_id))
+                           partial(collate_classification, pad_id=self.pad_id), resumable=split == "train")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -287,7 +292,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
                                 self.task.max_length, self.max_target_length)
 
     def _loader(self, split: str) -> DataLoader:
-        return make_loader(self.cfg, self.splits[split], SEQ2SEQ_COLUMNS, self.sampler(split), self.collate)
+        return make_loader(self.cfg, self.splits[split], SEQ2SEQ_COLUMNS, self.sampler(split), self.collate,
+                           resumable=split == "train")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 from datasets import Dataset, Features, Value
+from omegaconf import OmegaConf
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from attnbench.config import TaskConfig
@@ -56,6 +57,11 @@ def resolve_source(task: TaskConfig, data_dir: str | None) -> Source:
                 f"(layout {LAYOUT})"
             )
         return "local"
+    if task.source == "auto" and not _hub_path(task):
+        raise DataError(
+            f"task {task.name} has no hub source (no task.hub block in its YAML) and no local data folder is set: "
+            f"set ATTNBENCH_DATA_DIR or pass data_dir=/path/to/data (layout {LAYOUT}), or add a hub: block"
+        )
     return "hub"
 
 
@@ -66,9 +72,20 @@ def split_limit(task: TaskConfig, split: str) -> int | None:
 
 def load_split(task: TaskConfig, split: str, data_dir: str | None, cache_dir: str) -> Dataset:
     """One canonical, validated split as a memory-mapped Arrow dataset (first `task.limits[split]` rows)."""
-    if resolve_source(task, data_dir) == "local":
-        return _load_local(task, split, Path(data_dir), Path(cache_dir))
-    return _load_hub(task, split, Path(cache_dir))
+    source = resolve_source(task, data_dir)
+    if source == "local":
+        dataset = _load_local(task, split, Path(data_dir), Path(cache_dir))
+    else:
+        dataset = _load_hub(task, split, Path(cache_dir))
+    if len(dataset) == 0:
+        raise DataError(_no_examples(f"hub dataset {_hub_path(task)}" if source == "hub" else split_file(
+            task, split, Path(data_dir)), split))
+    return dataset
+
+
+def _no_examples(where: Path | str, split: str) -> str:
+    return (f"{where}: the {split} split has no examples (empty, or only blank lines): fix the data; every split "
+            "needs at least one example")
 
 
 def dataset_fingerprint(task: TaskConfig, data_dir: str | None, splits: Sequence[str] | None = None) -> str:
@@ -98,6 +115,12 @@ def dataset_fingerprint(task: TaskConfig, data_dir: str | None, splits: Sequence
         if holdout is not None:
             parts["hub"]["holdout"] = holdout
     return _short_hash(parts)
+
+
+def test_fingerprint(task: TaskConfig, data_dir: str | None) -> str:
+    """dataset_fingerprint of the test split alone: runs with equal ones were scored on the same examples, whatever
+    they trained on (the leaderboard pools and compares only such runs)."""
+    return dataset_fingerprint(task, data_dir, splits=["test"])
 
 
 def split_sources(task: TaskConfig, data_dir: str | None) -> dict[str, str]:
@@ -151,6 +174,8 @@ def _load_local(task: TaskConfig, split: str, data_dir: Path, cache_dir: Path) -
     if not (target / "state.json").is_file():
         rows = [_canonical(record, columns, _labels(task), f"{path} line {line}")
                 for line, record in _read_jsonl(path, limit)]
+        if not rows:
+            raise DataError(_no_examples(path, split))
         _save_atomic(_to_dataset(rows, columns), target)
     return datasets.load_from_disk(str(target))
 
@@ -326,6 +351,11 @@ def _canonical(record: Mapping[str, Any], columns: Mapping[str, str], labels: Se
                 raise DataError(f"{where}: {field} must be a string, got {json.dumps(value)[:40]}: fix the data")
             if not value.strip():
                 raise DataError(f"{where}: {field} is empty or whitespace only: fix or remove the example")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise DataError(f"{where}: {field} holds {err.object[err.start]!r} at character {err.start + 1}, "
+                                "which is not encodable text (a lone surrogate): fix the data") from None
             row[name] = value
     return row
 
@@ -384,6 +414,13 @@ def _no_progress_bars() -> Iterator[None]:
     finally:
         if not was_disabled:
             enable_progress_bars()
+
+
+def _hub_path(task: TaskConfig) -> str | None:
+    """task.hub.path, or None when the task's YAML has no hub block (a required key left unset)."""
+    if OmegaConf.is_config(task.hub) and OmegaConf.is_missing(task.hub, "path"):
+        return None
+    return task.hub.path or None
 
 
 def _spec(task: TaskConfig, source: Source) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import platform
 import subprocess
@@ -58,11 +59,24 @@ def _write(fd: int, data: bytes) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Strict JSON: a NaN/inf (which json.dumps would write as a bare NaN/Infinity, invalid JSON that other
+    readers refuse) is written as null."""
+    write_atomic(path, json.dumps(finite_or_null(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def finite_or_null(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_null(value) for value in data]
+    return data
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_atomic(path, "".join(json.dumps(finite_or_null(row), ensure_ascii=False, allow_nan=False) + "\n"
+                                   for row in rows))
 
 
 def read_record(path: Path) -> dict | None:
@@ -112,9 +126,9 @@ def create_run_dir(output_dir: Path, run_id: str) -> Path:
     return run_dir
 
 
-def git_state() -> dict[str, Any]:
+def git_state(repo: Path | None = None) -> dict[str, Any]:
     """SHA and dirtiness of the attnbench checkout (a dirty tree is recorded, not hidden)."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = repo or Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str | None:
         try:
@@ -124,8 +138,16 @@ def git_state() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
+    # Tracked changes anywhere, and untracked files where a run's recipe lives (a new task YAML or spec that the
+    # run reads but the commit lacks); other untracked files (scratch, outputs) do not make the tree dirty.
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_sha": sha, "git_dirty": bool(status) if status is not None else None}
+    untracked = git("status", "--porcelain", "--untracked-files=all", "--", *RECIPE_FOLDERS)
+    if status is None or untracked is None:
+        return {"git_sha": sha, "git_dirty": None}
+    return {"git_sha": sha, "git_dirty": bool(status) or any(line.startswith("??") for line in untracked.splitlines())}
+
+
+RECIPE_FOLDERS = ("configs", "experiments")
 
 
 def versions() -> dict[str, str | None]:
