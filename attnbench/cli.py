@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from attnbench import signals
+from attnbench.training import signals
 from attnbench.errors import AttnbenchError, ConfigError
 
 EXAMPLES = """examples:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from attnbench.sweep import die_with_parent
+    from attnbench.suite.sweep import die_with_parent
 
     die_with_parent()
     with signals.handling():
@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
-    from attnbench.sweep import cell_from_args, load_spec
+    from attnbench.suite.sweep import cell_from_args, load_spec
 
     overrides = args.overrides
     if args.spec:
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides = list(cell_from_args(load_spec(args.spec, check_cells=False), overrides).overrides)
     folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=") and o != "resume=auto"), None)
     cfg = resume_folder_config(folder, overrides) if folder else load_config(overrides)
-    from attnbench.run import describe_failure, run  # heavy imports only once the config is known to be valid
+    from attnbench.training.run import describe_failure, run  # heavy imports only once the config is known to be valid
 
     try:
         run_dir = run(cfg)
@@ -156,7 +156,7 @@ def resume_folder_config(folder: str, overrides: list[str]):
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from attnbench.baseline import run_baselines
+    from attnbench.suite.baseline import run_baselines
     from attnbench.config import load_config
 
     cfg = load_config(args.overrides)
@@ -205,7 +205,7 @@ def _yaml_summary(path: Path) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from attnbench import sweep
+    from attnbench.suite import sweep
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
@@ -246,7 +246,7 @@ def _raise_interrupt(signum, frame):
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from attnbench.leaderboard import build_leaderboard
+    from attnbench.suite.leaderboard import build_leaderboard
 
     report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
                                title=args.title)
@@ -261,7 +261,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from attnbench import bench
+    from attnbench.perf import bench
 
     device = bench.resolve_device(args.device)
     chosen = {key: getattr(args, key) for key in ("variants", "lengths", "batch_sizes", "dtypes", "paths", "heads",
@@ -279,7 +279,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_harness(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
-    from attnbench.harness import measure_harness, write_result
+    from attnbench.perf.harness import measure_harness, write_result
 
     cfg = load_config(args.overrides)
     result = measure_harness(cfg, steps=args.steps, warmup=args.warmup)
@@ -291,7 +291,7 @@ def cmd_harness(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from attnbench.verify import verify
+    from attnbench.training.verify import verify
 
     if args.rtol < 0 or args.atol < 0:
         raise ConfigError("--rtol and --atol must be >= 0")

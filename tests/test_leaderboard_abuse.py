@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import attnbench.leaderboard as leaderboard
+import attnbench.suite.leaderboard as leaderboard
 from attnbench.cli import main
 from attnbench.errors import AttnbenchError, ConfigError
 from attnbench.tracking import record as record_module

@@ -24,7 +24,7 @@ def test_neither_the_import_nor_the_command_loads_lightning(tmp_path):
     # One fresh interpreter for both checks (starting one costs seconds): first the imports, then the command.
     script = "\n".join([
         "import json, sys",
-        "import attnbench.leaderboard, attnbench.leaderboard_render, attnbench.stats",
+        "import attnbench.suite.leaderboard, attnbench.suite.leaderboard_render, attnbench.suite.stats",
         "import attnbench.metrics.degeneracy, attnbench.metrics.scoring",
         f"print(json.dumps({LIGHTNING}))",
         "from attnbench.cli import main",

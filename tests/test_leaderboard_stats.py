@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnbench.stats import MIN_SEEDS, bootstrap_differences, hierarchical_bootstrap, paired_bootstrap
+from attnbench.suite.stats import MIN_SEEDS, bootstrap_differences, hierarchical_bootstrap, paired_bootstrap
 
 N = 2000
 

@@ -20,11 +20,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-import attnbench.run
+import attnbench.training.run
 from attnbench.cli import main
 from attnbench.data.batching import BucketBatchSampler, ResumableLoader
 from attnbench.errors import ResourceError
-from attnbench.tasks.checkpointing import AtomicCheckpointIO, checkpoint_problem, resumable_checkpoint
+from attnbench.training.checkpointing import AtomicCheckpointIO, checkpoint_problem, resumable_checkpoint
 
 # 400 examples in batches of 32: 13 batches an epoch. val_check_interval=0.5 validates (and checkpoints) after
 # batches 6 and 12 of each epoch: at steps 6, 12, 19 and 25, all mid-epoch; training ends at step 26.
@@ -94,14 +94,14 @@ class Stop(Exception):
 
 
 def with_callback(monkeypatch, callback: pl.Callback) -> None:
-    build = attnbench.run.build_trainer
+    build = attnbench.training.run.build_trainer
 
     def build_with(*args, **kwargs):
         trainer, cost = build(*args, **kwargs)
         trainer.callbacks.append(callback)
         return trainer, cost
 
-    monkeypatch.setattr(attnbench.run, "build_trainer", build_with)
+    monkeypatch.setattr(attnbench.training.run, "build_trainer", build_with)
 
 
 class StopAt(pl.Callback):
@@ -119,7 +119,7 @@ class StopAt(pl.Callback):
 KILLER = """
 import os, signal, sys
 import pytorch_lightning as pl
-import attnbench.run
+import attnbench.training.run
 from attnbench.cli import main
 
 hook, step = sys.argv[1], int(sys.argv[2])
@@ -132,14 +132,14 @@ def kill(self, trainer, *args):
         os.kill(os.getpid(), signal.SIGKILL)
 
 setattr(Kill, hook, kill)
-build = attnbench.run.build_trainer
+build = attnbench.training.run.build_trainer
 
 def build_and_kill(*args, **kwargs):
     trainer, cost = build(*args, **kwargs)
     trainer.callbacks.append(Kill())
     return trainer, cost
 
-attnbench.run.build_trainer = build_and_kill
+attnbench.training.run.build_trainer = build_and_kill
 sys.exit(main(sys.argv[3:]))
 """
 

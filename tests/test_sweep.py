@@ -17,8 +17,8 @@ import yaml
 from attnbench.cli import main
 from attnbench.config import config_dir
 from attnbench.errors import ConfigError
-from attnbench.tasks.checkpointing import TRAINING_STATE
-from attnbench.sweep import (
+from attnbench.training.checkpointing import TRAINING_STATE
+from attnbench.suite.sweep import (
     Ledger, cell_from_args, cell_status, expand_wandb_grid, load_spec, wandb_sweep_config,
 )
 
@@ -173,7 +173,7 @@ def test_cell_status_from_disk(spec_path, tmp_path):
     folder("dot-transformer-s1", {"status": "completed"}, (*cells["dot-transformer-s1"].overrides, "optim.lr=0.5"))
     folder("dot-transformer-s2", {"status": "failed", "error": "interrupted (KeyboardInterrupt: )"})
     (out / "dot-transformer-s2" / "checkpoints").mkdir()
-    # A checkpoint that passes the resume check (tasks/checkpointing.py): a whole archive with the training state.
+    # A checkpoint that passes the resume check (training/checkpointing.py): a whole archive with the training state.
     torch.save({key: {} for key in TRAINING_STATE}, out / "dot-transformer-s2" / "checkpoints" / "last.ckpt")
     states = {cid: cell_status(c, out, {}) for cid, c in cells.items()}
     assert states["additive-rnn-s1"].state == "done"
@@ -321,7 +321,7 @@ axes:
 def test_parallel_slots_get_a_gpu_each_or_a_share_of_the_cores(monkeypatch):
     import torch
 
-    from attnbench.sweep import child_environments
+    from attnbench.suite.sweep import child_environments
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)

@@ -117,7 +117,7 @@ class ResumableLoader(DataLoader):
     """The training DataLoader, resumable mid-epoch through Lightning's stateful-loader protocol.
 
     Lightning saves `state_dict()` of a train loader that has one into every checkpoint (the fit loop's
-    `combined_loader` state) and passes it back to `load_state_dict()` on resume (tasks/resume.py does too, where
+    `combined_loader` state) and passes it back to `load_state_dict()` on resume (training/resume.py does too, where
     Lightning does not); without it, a run resumed from a mid-epoch checkpoint (trainer.val_check_interval < 1)
     starts the epoch's batches over and Lightning warns that the loader is not resumable. Mid-epoch resume is exact
     only if making this loader's iterator leaves the global RNG alone: give it its own `generator`.

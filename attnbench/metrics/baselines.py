@@ -2,7 +2,7 @@
 
 A model that does not beat its task's trivial baseline has learned nothing worth comparing (the leaderboard flags
 it). Each baseline predicts from the canonical splits (classification: `text`, `label`; seq2seq: `src`, `tgt`)
-and is scored by the same code as the models (attnbench/baseline.py):
+and is scored by the same code as the models (attnbench/suite/baseline.py):
 
     majority     classification: the most frequent training label, for every test example
     copy_source  translation (scorer bleu): the source sentence itself, a floor for BLEU/chrF (names, numbers)

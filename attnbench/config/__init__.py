@@ -196,7 +196,7 @@ class RunConfig:
 def config_dir() -> Path:
     """The configs/ folder: $ATTNBENCH_CONFIG_DIR, else the one beside the package (editable install)."""
     env = os.environ.get("ATTNBENCH_CONFIG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
 
 
 def group_options(group: str, root: Path | None = None) -> list[str]:

@@ -32,10 +32,10 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from attnbench.baseline import baseline_folders, data_key, run_baselines
+from attnbench.suite.baseline import baseline_folders, data_key, run_baselines
 from attnbench.config import check_machine, check_name, config_hash, load_config
 from attnbench.errors import ConfigError
-from attnbench.tasks.checkpointing import LAST, resumable_checkpoint
+from attnbench.training.checkpointing import LAST, resumable_checkpoint
 from attnbench.tracking.claim import Claim, held_elsewhere
 from attnbench.tracking.record import now, read_record, saved_config_hash, write_json
 

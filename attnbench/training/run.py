@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from attnbench import signals
+from attnbench.training import signals
 from attnbench.config import VAL_SLICE, attention_label, check_machine, check_run_id, config_hash, monitor_key, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.data import build_datamodule
@@ -27,10 +27,10 @@ from attnbench.data.lengths import warn_truncation
 from attnbench.data.sources import split_sources, test_fingerprint
 from attnbench.models import build_classifier, build_seq2seq
 from attnbench.tasks import ClassificationTask, Seq2SeqTask
-from attnbench.tasks.checkpointing import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
-from attnbench.tasks.finite import FiniteLoss
-from attnbench.tasks.resume import ResumableState
-from attnbench.tasks.stopping import ValidateAtMaxSteps
+from attnbench.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
+from attnbench.training.finite import FiniteLoss
+from attnbench.training.resume import ResumableState
+from attnbench.training.stopping import ValidateAtMaxSteps
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.claim import Claim
 from attnbench.tracking.cost import CostClock, PeakMemory, Timed, TrainingPeak
@@ -288,7 +288,7 @@ class Cost:
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Cost]:
     t = cfg.trainer
     monitor = monitor_key(cfg)
-    # The best checkpoint; last.ckpt, written after every validation, is LastCheckpoint's (tasks/checkpointing.py).
+    # The best checkpoint; last.ckpt, written after every validation, is LastCheckpoint's (training/checkpointing.py).
     # Both checkpoint and early stopping act at the end of each validation (by default, with one validation per
     # epoch, at the epoch's end, after it), so that LastCheckpoint, which runs last, saves their updated state.
     # No version counter: a resumed run that redoes a validation rewrites its best file instead of adding a -v1.
@@ -326,7 +326,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
 
 
 def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str) -> dict:
-    """metrics.json as DESIGN.md defines it, filled in as the run proceeds."""
+    """metrics.json (README, "The run record"), filled in as the run proceeds."""
     return {
         "run_id": cfg.run_id,
         "status": "running",

@@ -1,6 +1,6 @@
 """The leaderboard's outputs from a finished Report: leaderboard.md, .csv, .json and plots/, as strings and bytes.
 
-Nothing here computes a statistic or reads a record; `attnbench.leaderboard` builds the Report and writes these.
+Nothing here computes a statistic or reads a record; `attnbench.suite.leaderboard` builds the Report and writes these.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from attnbench.metrics.baselines import BASELINES
 from attnbench.metrics.degeneracy import COLLAPSE
-from attnbench.stats import MIN_SEEDS
+from attnbench.suite.stats import MIN_SEEDS
 from attnbench.tracking.record import finite_or_null
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from attnbench.leaderboard import Report, Row, Section
+    from attnbench.suite.leaderboard import Report, Row, Section
 
 PERCENT = ("accuracy", "f1")  # recorded as fractions (torchmetrics), shown as percentages
 EXAMPLES_ONLY = "p, examples only (these trained models)"

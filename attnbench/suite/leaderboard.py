@@ -5,7 +5,7 @@
     within one) -> seed statistics -> degenerate runs flagged -> two-level bootstrap vs the baseline variant,
     Holm-corrected -> tables, plots, provenance
 
-Statistics (attnbench.stats)
+Statistics (attnbench.suite.stats)
 - Over seeds: mean, sample standard deviation (n-1) and a 95% Student-t confidence interval of the mean.
 - Against the baseline variant (same section, backbone and other settings): a two-level bootstrap that resamples
   test examples (paired) and each side's seeds, so its p is about the variants, not about particular trained
@@ -42,10 +42,10 @@ from omegaconf import OmegaConf
 
 from attnbench.config import NOT_RESULT_KEYS, RunConfig, attention_label
 from attnbench.errors import AttnbenchError, ConfigError, ResourceError
-from attnbench.leaderboard_render import PERCENT, format_metric, render_all
+from attnbench.suite.leaderboard_render import PERCENT, format_metric, render_all
 from attnbench.metrics.degeneracy import baseline_label, below_baseline_reason, collapse_reason
 from attnbench.metrics.scoring import RESAMPLABLE, example_statistics, score_from_sums
-from attnbench.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
+from attnbench.suite.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
 from attnbench.tracking.record import write_atomic
 
 __all__ = ["build_leaderboard", "check_out", "holm", "hierarchical_bootstrap", "paired_bootstrap", "publish",

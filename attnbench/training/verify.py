@@ -91,7 +91,7 @@ def provenance_notes(recorded: dict, rerun: dict) -> list[str]:
 
 def verify(run_dir: Path, rtol: float, atol: float, keep: bool = False) -> tuple[list[Check], list[str], Path]:
     """Re-run the configuration of `run_dir` in a scratch folder; returns the checks and the re-run's folder."""
-    from attnbench.run import run
+    from attnbench.training.run import run
 
     record = read_record(run_dir)
     cfg = load_saved_config(run_dir / "config.yaml")

@@ -130,7 +130,7 @@ class _StepClock(pl.Callback):
 
 
 def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict], warmup: int, precision: str) -> float:
-    from attnbench.run import uses_gpu
+    from attnbench.training.run import uses_gpu
 
     clock = _StepClock(warmup)
     trainer = pl.Trainer(
@@ -145,7 +145,7 @@ def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict]
 
 
 def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
-    from attnbench.run import build_task, resolve_precision, uses_gpu
+    from attnbench.training.run import build_task, resolve_precision, uses_gpu
 
     if steps <= warmup:
         raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
@@ -174,7 +174,7 @@ def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
 
 
 def write_result(result: HarnessResult, out_dir: Path) -> Path:
-    from attnbench.bench import slug
+    from attnbench.perf.bench import slug
 
     path = out_dir / f"harness-{slug(result.device)}-{slug(result.config)}.json"
     write_atomic(path, json.dumps(finite_or_null(result.to_json()), indent=1, allow_nan=False) + "\n")

@@ -1,0 +1,1 @@
+"""Speed measurements: kernel-level attention benchmarks and the Lightning-harness overhead."""

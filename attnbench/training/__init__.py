@@ -1,0 +1,1 @@
+"""Training one configuration: the run pipeline, its Trainer and callbacks, checkpoints, signals, verify."""
