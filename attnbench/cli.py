@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
-    from attnbench.suite.sweep import cell_from_args, load_spec
+    from attnbench.suite.spec import cell_from_args, load_spec
 
     overrides = args.overrides
     if args.spec:
@@ -205,13 +205,14 @@ def _yaml_summary(path: Path) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from attnbench.suite import sweep
+    from attnbench.suite import sweep, wandb_grid
+    from attnbench.suite.spec import load_spec
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
-    spec = sweep.load_spec(args.spec)
+    spec = load_spec(args.spec)
     if args.wandb:
-        config = sweep.wandb_sweep_config(spec)
+        config = wandb_grid.wandb_sweep_config(spec)
         if args.dry_run:
             import yaml
 
@@ -220,7 +221,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from attnbench.config import load_config
 
         cfg = load_config(list(spec.cells()[0].overrides))
-        sweep_id = sweep.create_wandb_sweep(spec, project=cfg.wandb.project, entity=cfg.wandb.entity)
+        sweep_id = wandb_grid.create_wandb_sweep(spec, project=cfg.wandb.project, entity=cfg.wandb.entity)
         print(f"created W&B sweep {sweep_id} ({len(spec.cells())} cells); on each machine run:\n"
               f"  wandb agent {cfg.wandb.entity + '/' if cfg.wandb.entity else ''}{cfg.wandb.project}/{sweep_id}")
         return 0

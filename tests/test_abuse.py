@@ -235,7 +235,7 @@ def test_a_run_folder_another_process_writes_is_never_resumed_or_reused(data_dir
 def test_two_sweeps_never_share_an_output_folder(tmp_path):
     """Specs differing only in `name` used to run at once into one folder and move each other's live cells."""
     from attnbench.errors import ConfigError
-    from attnbench.suite.sweep import Ledger
+    from attnbench.suite.ledger import Ledger
 
     first = Ledger(tmp_path, "one")
     first.acquire()
@@ -251,7 +251,7 @@ def test_two_sweeps_never_share_an_output_folder(tmp_path):
 
 def _one_cell_spec(tmp_path: Path):
     """A validated spec of one cell (no data needed to plan it) and that cell."""
-    from attnbench.suite.sweep import load_spec
+    from attnbench.suite.spec import load_spec
 
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(json.dumps({"name": "g", "output_dir": str(tmp_path / "out"), "base": ["trainer=smoke"],
@@ -263,7 +263,7 @@ def _one_cell_spec(tmp_path: Path):
 
 def test_a_live_cell_is_never_moved_aside_or_run_twice(tmp_path):
     from attnbench.errors import ConfigError
-    from attnbench.suite.sweep import archive, cell_status
+    from attnbench.suite.ledger import archive, cell_status
 
     spec, cell = _one_cell_spec(tmp_path)
     live = spec.output_dir / cell.id
@@ -334,9 +334,10 @@ def test_the_config_hash_counts_only_what_changes_results():
 
 
 def test_editing_logging_in_a_spec_keeps_its_done_cells_and_a_manual_resume_matches(data_dir, cache, tmp_path, capsys):
-    from attnbench.suite.leaderboard import HOUSEKEEPING
+    from attnbench.suite.rows import HOUSEKEEPING
     from attnbench.config import NOT_RESULT_KEYS
-    from attnbench.suite.sweep import cell_status, load_spec
+    from attnbench.suite.ledger import cell_status
+    from attnbench.suite.spec import load_spec
 
     out = tmp_path / "out"
     spec_path = tmp_path / "spec.yaml"
@@ -437,7 +438,7 @@ def test_a_claim_leaves_nothing_behind_and_a_dead_holders_lock_file_is_free(tmp_
 
 def test_a_sweep_passes_over_damaged_checkpoints(tmp_path):
     """A full disk used to leave a torn last.ckpt that the sweep kept treating as resumable, failing forever."""
-    from attnbench.suite.sweep import cell_status
+    from attnbench.suite.ledger import cell_status
     from attnbench.training.checkpointing import TRAINING_STATE
 
     spec, cell = _one_cell_spec(tmp_path)

@@ -15,7 +15,6 @@ from torch import nn
 import attnbench.attention as attention
 from attnbench.attention import (
     ATTENTION, Additive, Dot, MultiHead, ScaledDot, available_attention, build_attention, resolve_attention,
-    supports_prepare,
 )
 from attnbench.testing import check_attention
 
@@ -380,7 +379,8 @@ def test_prepared_path_skips_key_projections(name: str, kwargs: dict, projection
 
 def test_multihead_caches_its_projections_around_a_score_without_prepare() -> None:
     module = _built("multihead", {"score": f"{HERE}:TinyAttention", "heads": 2})
-    assert supports_prepare(module) and not supports_prepare(module.score)
+    k, v = _qkv()[1:]
+    assert all(a is b for a, b in zip(module.score.prepare(k, v), (k, v)))  # the score has no prepare of its own
     x, _, _ = _qkv(TK, TK)
     key, value = module.prepare(x, x)
     assert key.shape == value.shape == (B, TK, 2, D // 2)  # (B, Tk, H, Dh): only MultiHead's own projections
@@ -390,9 +390,9 @@ def test_multihead_caches_its_projections_around_a_score_without_prepare() -> No
         torch.testing.assert_close(weights, full_weights[:, :, t:t + 1, :t + 1])
 
 
-def test_supports_prepare() -> None:
-    assert all(supports_prepare(_built(name, kwargs)) for name, kwargs in PREPARE_CASES.values())
-    assert not supports_prepare(TinyAttention(D, D, D))
+def test_every_built_variant_has_prepare() -> None:
+    assert all(callable(_built(name, kwargs).prepare) for name, kwargs in PREPARE_CASES.values())
+    assert not hasattr(TinyAttention(D, D, D), "prepare") and callable(_built(f"{HERE}:TinyAttention", {}).prepare)
 
 
 def test_multihead_rejects_unprepared_keys_with_prepared_true() -> None:

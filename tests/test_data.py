@@ -18,11 +18,12 @@ from torch.utils.data import DataLoader
 
 import attnbench.data.datamodule as datamodule_module
 from attnbench.data import (
-    SPECIAL_TOKENS, BucketBatchSampler, ClassificationDataModule, Seq2SeqDataModule, build_datamodule, build_tokenizer,
+    SPECIAL_TOKENS, BucketBatchSampler, ClassificationDataModule, Seq2SeqDataModule, build_tokenizer,
     collate_classification, dataset_fingerprint, load_split, padding_fraction, tokenizer_hash,
 )
-from attnbench.data.sources import canonicalize
+from attnbench.data.hub import canonicalize
 from attnbench.errors import DataError
+from attnbench.tasks.families import build_datamodule
 from tests.helpers import config, first_lines
 
 
@@ -361,7 +362,7 @@ def test_hub_source_renames_limits_and_validates(tmp_path, monkeypatch):
         calls.append((path, name, split, revision, cache_dir))
         return Dataset.from_dict({"sentence": ["good .", "bad .", "fine ."], "label": [1, 0, 1], "idx": [0, 1, 2]})
 
-    monkeypatch.setattr("attnbench.data.sources.check_hub_reachable", lambda: None)
+    monkeypatch.setattr("attnbench.data.hub.check_hub_reachable", lambda: None)
     monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     cfg = config(None, tmp_path, "task.source=hub", "task.limits.test=2")
     test = load_split(cfg.task, "test", None, str(tmp_path))

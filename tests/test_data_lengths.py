@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.data import build_datamodule
+from attnbench.tasks.families import build_datamodule
 from attnbench.data.lengths import WARN_SHARE, length_stats, truncation_warnings, warn_truncation
 from tests.helpers import config
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-import attnbench.data.sources as sources
+import attnbench.data.hub as hub
 from attnbench.cli import main
 from attnbench.data.sources import load_split, split_sources
 from attnbench.errors import DataError
@@ -39,7 +39,7 @@ def fake_hub(monkeypatch, data_dir):
         return served[split]
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    monkeypatch.setattr(sources, "check_hub_reachable", lambda: None)
+    monkeypatch.setattr(hub, "check_hub_reachable", lambda: None)
     monkeypatch.delenv("ATTNBENCH_DATA_DIR", raising=False)
     return served, asked
 

@@ -14,7 +14,8 @@ from datasets import Dataset
 
 import attnbench.data.datamodule as datamodule_module
 import attnbench.data.tokenizer as tokenizer_module
-from attnbench.data import Seq2SeqDataModule, build_datamodule, collate_seq2seq, load_split, padding_fraction
+from attnbench.data import Seq2SeqDataModule, collate_seq2seq, load_split, padding_fraction
+from attnbench.tasks.families import build_datamodule
 from attnbench.data.tokenizer import BOS, EOS, PAD, UNK
 from attnbench.errors import DataError
 from tests.helpers import config, first_lines
@@ -84,7 +85,7 @@ def test_reversed_direction_is_a_yaml_file_that_swaps_src_and_tgt(data_dir, cach
 def test_hub_seq2seq_columns_are_mapped_and_reversible(tmp_path, monkeypatch):
     """The hub path with `datasets.load_dataset` standing in for the network (bentrevett/multi30k has en/de)."""
     raw = Dataset.from_dict({"en": ["A dog runs.", "Two men."], "de": ["Ein Hund rennt.", "Zwei Männer."]})
-    monkeypatch.setattr("attnbench.data.sources.check_hub_reachable", lambda: None)
+    monkeypatch.setattr("attnbench.data.hub.check_hub_reachable", lambda: None)
     monkeypatch.setattr("datasets.load_dataset", lambda *args, **kwargs: raw)
     forward = load_split(config(None, tmp_path, "task=translation", "task.source=hub").task, "train", None,
                          str(tmp_path))

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnbench.models import RNNSeq2Seq, TransformerSeq2Seq, beam_search, build_seq2seq, greedy_search
-from attnbench.models.seq2seq import Memory, can_prepare, reorder_rows
+from attnbench.attention import full_interface
+from attnbench.models.seq2seq import Memory, reorder_rows
 
 HERE = __name__  # this module's import path, for attention.impl strings
 V, PAD, BOS, EOS = 13, 0, 1, 2
@@ -600,7 +601,8 @@ def test_custom_attention_without_prepare_decodes_by_recomputation(backbone: str
     custom = attention_config("custom", impl=f"{HERE}:PlainDot")
     model = build(backbone, attention=custom)
     attentions = [m for m in model.modules() if isinstance(m, PlainDot)]
-    assert attentions and not any(can_prepare(m) for m in attentions)
+    states = torch.randn(2, 3, 16)
+    assert attentions and all(k is v is states for k, v in (m.prepare(states, states) for m in attentions))
     src, src_mask = source()
     tgt_in, tgt_mask = target()
     logits, _ = model(src, src_mask, tgt_in, tgt_mask)
@@ -628,7 +630,7 @@ def _direct(backbone: str, make: Any, seed: int = 0) -> nn.Module:
 @every_model
 def test_prepared_caches_equal_recomputation(backbone: str) -> None:
     cached = _direct(backbone, lambda d: CachedBilinear(d, d, d))
-    recomputed = _direct(backbone, lambda d: Hidden(CachedBilinear(d, d, d)))  # same seed: same weights
+    recomputed = _direct(backbone, lambda d: full_interface(Hidden(CachedBilinear(d, d, d))))  # same weights
     src, src_mask = source()
     tgt_in, tgt_mask = target()
     incremental = incremental_logits(cached, src, src_mask, tgt_in)

@@ -18,9 +18,9 @@ from attnbench.cli import main
 from attnbench.config import config_dir
 from attnbench.errors import ConfigError
 from attnbench.training.checkpointing import TRAINING_STATE
-from attnbench.suite.sweep import (
-    Ledger, cell_from_args, cell_status, expand_wandb_grid, load_spec, wandb_sweep_config,
-)
+from attnbench.suite.ledger import Ledger, cell_status
+from attnbench.suite.spec import cell_from_args, load_spec
+from attnbench.suite.wandb_grid import expand_wandb_grid, wandb_sweep_config
 
 EXPERIMENTS = Path(config_dir()).parent / "experiments"
 

@@ -9,7 +9,9 @@ work on keys and values (additive: W_k k; multihead: the K/V projections), so th
 `forward(q, *prepare(k, v), mask, need_weights, causal, prepared=True) == forward(q, k, v, mask, need_weights, causal)`.
 Prepared tensors keep batch at dim 0 and time at dim 1 and are computed position by position, so a decoder
 caches them once per source sequence (cross-attention) or grows them with `torch.cat(dim=1)` (self-attention)
-and reorders beams with `index_select(0, ...)`. Custom variants may lack `prepare`: check `supports_prepare`.
+and reorders beams with `index_select(0, ...)`. `build_attention` always returns the full interface: a custom
+variant without `prepare` (or without the `prepared`/`causal` keywords) is extended by `full_interface`, whose
+`prepare` returns the raw keys and values, so callers pass every keyword and never ask what a variant supports.
 
 Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh head width.
 query (B, Tq, Dq), key (B, Tk, Dk), value (B, Tk, Dv), mask bool (B, 1|Tq, Tk) True = keep,
@@ -31,6 +33,7 @@ from torch import nn
 from attnbench.attention.additive import Additive
 from attnbench.attention.dot import Dot
 from attnbench.attention.general import General
+from attnbench.attention.interface import full_interface
 from attnbench.attention.multihead import MultiHead
 from attnbench.attention.scaled_dot import ScaledDot
 
@@ -117,7 +120,7 @@ def resolve_attention(name_or_impl: str) -> type[nn.Module]:
 def build_attention(
     name: str, *, query_dim: int, key_dim: int, value_dim: int, dropout: float = 0.0, **kwargs: Any
 ) -> nn.Module:
-    """Construct a variant by registry name, plugin name or `package.module:ClassName`."""
+    """Construct a variant by registry name, plugin name or `package.module:ClassName`, with the full interface."""
     cls = resolve_attention(name)
     try:
         inspect.signature(cls).bind(query_dim, key_dim, value_dim, dropout=dropout, **kwargs)
@@ -133,12 +136,7 @@ def build_attention(
             f"attention '{name}' ({cls.__name__}) sets no integer `out_dim`: set self.out_dim in __init__ "
             "to the size of its output's last dimension"
         )
-    return module
-
-
-def supports_prepare(module: nn.Module) -> bool:
-    """Whether `module` can cache prepared keys/values; if not, a decoder passes raw keys at every step."""
-    return callable(getattr(module, "prepare", None))
+    return full_interface(module)
 
 
 def _describe(cls: type) -> str:
@@ -159,5 +157,5 @@ def available_attention() -> dict[str, str]:
 
 __all__ = [
     "ATTENTION", "ENTRY_POINT_GROUP", "Additive", "Dot", "General", "MultiHead", "ScaledDot", "available_attention",
-    "build_attention", "resolve_attention", "supports_prepare",
+    "build_attention", "full_interface", "resolve_attention",
 ]

@@ -24,7 +24,7 @@ class MultiHead(nn.Module):
     ) -> None:
         super().__init__()
         # Imported here: the registry module imports this one, so a top-level import would be circular.
-        from attnbench.attention import build_attention, supports_prepare
+        from attnbench.attention import build_attention
 
         d_model = query_dim
         if heads < 1 or d_model % heads:
@@ -39,8 +39,6 @@ class MultiHead(nn.Module):
             score, query_dim=self.head_dim, key_dim=self.head_dim, value_dim=self.head_dim, dropout=dropout,
             **(score_kwargs or {}),
         )
-        # A custom score without `prepare` gets raw per-head keys; MultiHead then caches only its own projections.
-        self.score_prepares = supports_prepare(self.score)
         # heads * score.out_dim is d_model for every built-in; a custom score may return another width.
         self.out_proj = nn.Linear(heads * self.score.out_dim, query_dim, bias=bias)
         self.dropout = AF.check_dropout(dropout)
@@ -53,8 +51,8 @@ class MultiHead(nn.Module):
         B, Tk, H = key.size(0), key.size(1), self.heads
         k = AF.fold_heads(self.k_proj(key).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
         v = AF.fold_heads(self.v_proj(value).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
-        if self.score_prepares:
-            k, v = self.score.prepare(k, v)  # (B*H, Tk, X), (B*H, Tk, Xv)
+        # A custom score without its own `prepare` returns k, v unchanged: then only these projections are cached.
+        k, v = self.score.prepare(k, v)  # (B*H, Tk, X), (B*H, Tk, Xv)
         return AF.unfold_heads(k, B), AF.unfold_heads(v, B)  # (B, Tk, H, X), (B, Tk, H, Xv)
 
     def forward(
@@ -75,9 +73,8 @@ class MultiHead(nn.Module):
         head_mask = None
         if mask is not None:
             head_mask = mask[:, None].expand(B, H, -1, Tk).reshape(B * H, -1, Tk)  # (B*H, 1|Tq, Tk)
-        inner = {"prepared": True} if self.score_prepares else {}  # k, v went through score.prepare above
         out, weights = self.score(
-            q, k, v, head_mask, need_weights=need_weights, causal=causal, **inner
+            q, k, v, head_mask, need_weights=need_weights, causal=causal, prepared=True  # k, v went through prepare
         )  # (B*H, Tq, Do), (B*H, 1, Tq, Tk) | None
         out = AF.unfold_heads(out, B).reshape(B, Tq, -1)  # (B, Tq, H*Do)
         out = self.out_proj(out)  # (B, Tq, Dq)

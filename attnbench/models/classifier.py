@@ -22,7 +22,9 @@ class AttentionPooling(nn.Module):
         self, states: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         query = self.query.expand(states.size(0), -1, -1)  # (B, 1, D)
-        pooled, weights = self.attn(query, states, states, mask=mask[:, None, :], need_weights=need_weights)
+        pooled, weights = self.attn(
+            query, states, states, mask=mask[:, None, :], need_weights=need_weights, causal=False, prepared=False
+        )  # (B, 1, D), (B, H, 1, T) | None
         return pooled.squeeze(1), weights  # (B, D), (B, H, 1, T) | None
 
 

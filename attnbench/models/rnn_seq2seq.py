@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from attnbench.models.rnn import CELLS, RNNEncoder
-from attnbench.models.seq2seq import Maps, Memory, OutputLayer, attend, can_prepare, keys_values, reorder_rows
+from attnbench.models.seq2seq import Maps, Memory, OutputLayer, reorder_rows
 
 DecoderStyle = Literal["bahdanau", "luong"]
 
@@ -31,7 +31,7 @@ class RNNState:
     hidden: torch.Tensor  # (B, L, D) batch first, unlike nn.GRU/nn.LSTM, so reorder_rows works on dim 0
     cell: torch.Tensor | None  # (B, L, D) LSTM cell state; None for the GRU
     feed: torch.Tensor | None  # (B, D) Luong's attentional vector h~_{t-1} (input feeding); None for Bahdanau
-    keys: torch.Tensor  # (B, S, ·) cross-attention keys, prepared when the variant supports it
+    keys: torch.Tensor  # (B, S, ·) cross-attention keys through `prepare`, once per source sentence
     values: torch.Tensor  # (B, S, ·)
     mask: torch.Tensor  # (B, S) bool
 
@@ -58,7 +58,6 @@ class BahdanauDecoder(nn.Module):
         super().__init__()
         self.rnn, self.attn = rnn, attention
         self.feature_dim = width + attention.out_dim + embed_dim
-        self.prepared = can_prepare(attention)
 
     def initial_feed(self, hidden: torch.Tensor) -> torch.Tensor | None:
         return None
@@ -68,9 +67,9 @@ class BahdanauDecoder(nn.Module):
     ) -> tuple[torch.Tensor, RNNState, torch.Tensor | None]:
         """emb (B, E) -> features (B, F), next state, weights (B, H, 1, S) | None."""
         query = state.hidden[:, -1:, :]  # (B, 1, D): top layer of s_{t-1}
-        context, weights = attend(
-            self.attn, query, state.keys, state.values, state.mask[:, None, :], prepared=self.prepared,
-            need_weights=need_weights,
+        context, weights = self.attn(
+            query, state.keys, state.values, state.mask[:, None, :], need_weights=need_weights, causal=False,
+            prepared=True,
         )  # (B, 1, A)
         out, hidden, cell = _run_cell(self.rnn, torch.cat([emb[:, None, :], context], dim=-1), state)  # (B, 1, D)
         features = torch.cat([out, context, emb[:, None, :]], dim=-1).squeeze(1)  # (B, F)
@@ -86,7 +85,6 @@ class LuongDecoder(nn.Module):
         self.rnn, self.attn = rnn, attention
         self.combine = nn.Linear(attention.out_dim + width, width)  # W_c
         self.feature_dim = width
-        self.prepared = can_prepare(attention)
 
     def initial_feed(self, hidden: torch.Tensor) -> torch.Tensor | None:
         return hidden.new_zeros(hidden.size(0), hidden.size(-1))  # (B, D): no attentional vector before step 1
@@ -98,9 +96,9 @@ class LuongDecoder(nn.Module):
         assert state.feed is not None
         x = torch.cat([emb, state.feed], dim=-1)[:, None, :]  # (B, 1, E + D)
         out, hidden, cell = _run_cell(self.rnn, x, state)  # (B, 1, D)
-        context, weights = attend(
-            self.attn, out, state.keys, state.values, state.mask[:, None, :], prepared=self.prepared,
-            need_weights=need_weights,
+        context, weights = self.attn(
+            out, state.keys, state.values, state.mask[:, None, :], need_weights=need_weights, causal=False,
+            prepared=True,
         )  # (B, 1, A)
         feed = torch.tanh(self.combine(torch.cat([context, out], dim=-1))).squeeze(1)  # (B, D)
         return feed, dataclasses.replace(state, hidden=hidden, cell=cell, feed=feed), weights
@@ -159,7 +157,7 @@ class RNNSeq2Seq(nn.Module):
         hidden = torch.tanh(self.bridge(memory.final)).view(B, self.num_layers, self.width)  # (B, L, D)
         # Only h_0 goes through the bridge; the LSTM cell state starts empty.
         cell = torch.zeros_like(hidden) if self.is_lstm else None
-        keys, values = keys_values(self.decoder.attn, memory.states, self.decoder.prepared)  # (B, S, ·)
+        keys, values = self.decoder.attn.prepare(memory.states, memory.states)  # (B, S, ·)
         return RNNState(hidden, cell, self.decoder.initial_feed(hidden), keys, values, memory.mask)
 
     def step(

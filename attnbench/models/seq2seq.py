@@ -56,7 +56,7 @@ def reorder_rows(value: S, index: torch.Tensor) -> S:
     """`value` with batch rows `index` picked, through dataclasses, lists, tuples and dicts.
 
     Non-tensor leaves (step counters, None) are kept. A tensor that appears twice (keys = values when an
-    attention has no `prepare`) is selected once and stays shared.
+    attention's `prepare` returns its inputs unchanged) is selected once and stays shared.
     """
     done: dict[int, torch.Tensor] = {}
 
@@ -74,40 +74,6 @@ def reorder_rows(value: S, index: torch.Tensor) -> S:
         return x
 
     return pick(value)
-
-
-def can_prepare(attention: nn.Module) -> bool:
-    """Whether `attention` caches its key/value projections through `prepare(key, value)` + `prepared=True`.
-
-    `attnbench.attention.supports_prepare` decides when it exists (it knows, e.g., whether a multi-head
-    wrapper's score supports it); before it does, any callable `prepare` counts. Custom variants without
-    `prepare` are decoded by passing the raw keys again at every step (recomputation, same result).
-    """
-    try:
-        from attnbench.attention import supports_prepare  # type: ignore[attr-defined]
-    except ImportError:
-        return callable(getattr(attention, "prepare", None))
-    return bool(supports_prepare(attention))
-
-
-def attend(
-    attention: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
-    *, prepared: bool, need_weights: bool, causal: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Call a variant. `prepared`/`causal` are only passed when set, so variants without the keywords still work."""
-    extra: dict[str, bool] = {}
-    if prepared:
-        extra["prepared"] = True
-    if causal:
-        extra["causal"] = True
-    return attention(query, key, value, mask=mask, need_weights=need_weights, **extra)
-
-
-def keys_values(attention: nn.Module, states: torch.Tensor, prepared: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The key/value pair to attend over `states` with: prepared (projected once) or the raw states twice."""
-    if prepared:
-        return attention.prepare(states, states)
-    return states, states
 
 
 class OutputLayer(nn.Module):
@@ -131,4 +97,4 @@ class OutputLayer(nn.Module):
         return self.out(self.proj(features))  # (..., V)
 
 
-__all__ = ["Maps", "Memory", "OutputLayer", "Seq2SeqModel", "attend", "can_prepare", "keys_values", "reorder_rows"]
+__all__ = ["Maps", "Memory", "OutputLayer", "Seq2SeqModel", "reorder_rows"]

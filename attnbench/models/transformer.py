@@ -51,7 +51,9 @@ class EncoderLayer(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.norm1(x)
-        attended, weights = self.attn(h, h, h, mask=mask, need_weights=need_weights)  # (B, T, D)
+        attended, weights = self.attn(
+            h, h, h, mask=mask, need_weights=need_weights, causal=False, prepared=False
+        )  # (B, T, D), (B, H, T, T) | None
         x = x + self.dropout(attended)
         x = x + self.dropout(self.ff(self.norm2(x)))
         return x, weights

@@ -3,8 +3,9 @@
 The encoder is the classifier's `TransformerEncoder`. A decoder layer is causal self-attention, then
 cross-attention over the encoder output, then the feed-forward block, each pre-LN with a residual. Both
 attentions are the configured variant inside MultiHead's Q/K/V/O projections. Incremental decoding keeps,
-per layer, the self-attention keys/values of the tokens so far (prepared, i.e. projected, when the variant
-supports `prepare`, else the layer inputs) and the cross-attention keys/values prepared once per sentence.
+per layer, the self-attention keys/values of the tokens so far and the cross-attention keys/values over the
+encoder output, both through the attention's `prepare` (projected; a variant without its own `prepare` is
+given back the layer inputs, and recomputes over them every step).
 
 Shapes: B batch, S source tokens, T target tokens, D d_model, F feed-forward width, V target vocabulary,
 H heads, K the width of a (possibly prepared) key or value.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from attnbench.models.seq2seq import Maps, Memory, OutputLayer, attend, can_prepare, keys_values, reorder_rows
+from attnbench.models.seq2seq import Maps, Memory, OutputLayer, reorder_rows
 from attnbench.models.transformer import AttentionFactory, TransformerEncoder, position_embedding, token_embedding
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]
@@ -46,8 +47,6 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model))
         self.dropout = nn.Dropout(dropout)
-        self.self_prepared = can_prepare(self_attention)
-        self.cross_prepared = can_prepare(cross_attention)
 
     def forward(
         self, x: torch.Tensor, self_mask: torch.Tensor | None, past: KeyValue | None, cross: KeyValue,
@@ -59,18 +58,16 @@ class DecoderLayer(nn.Module):
         step's `past`), and the self/cross weights (B, H, Tq, t + Tq), (B, H, Tq, S) or None.
         """
         h = self.norm1(x)
-        key, value = keys_values(self.self_attn, h, self.self_prepared)  # (B, Tq, K)
+        key, value = self.self_attn.prepare(h, h)  # (B, Tq, K)
         if past is not None:
             key, value = torch.cat([past[0], key], dim=1), torch.cat([past[1], value], dim=1)  # (B, t + Tq, K)
         # Several new positions see each other causally; a single new one sees every cached position.
-        attended, self_weights = attend(
-            self.self_attn, h, key, value, self_mask, prepared=self.self_prepared, need_weights=need_weights,
-            causal=x.size(1) > 1,
+        attended, self_weights = self.self_attn(
+            h, key, value, self_mask, need_weights=need_weights, causal=x.size(1) > 1, prepared=True,
         )  # (B, Tq, D)
         x = x + self.dropout(attended)
-        attended, cross_weights = attend(
-            self.cross_attn, self.norm2(x), cross[0], cross[1], cross_mask, prepared=self.cross_prepared,
-            need_weights=need_weights,
+        attended, cross_weights = self.cross_attn(
+            self.norm2(x), cross[0], cross[1], cross_mask, need_weights=need_weights, causal=False, prepared=True,
         )  # (B, Tq, D)
         x = x + self.dropout(attended)
         x = x + self.dropout(self.ff(self.norm3(x)))
@@ -122,7 +119,7 @@ class TransformerSeq2Seq(nn.Module):
         return Memory(states=states, mask=src_mask)
 
     def start(self, memory: Memory) -> TransformerState:
-        cross = [keys_values(layer.cross_attn, memory.states, layer.cross_prepared) for layer in self.layers]
+        cross = [layer.cross_attn.prepare(memory.states, memory.states) for layer in self.layers]
         return TransformerState(cross=cross, mask=memory.mask)
 
     def _decode(

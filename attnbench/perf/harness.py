@@ -25,9 +25,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from attnbench.data import build_datamodule
 from attnbench.errors import ConfigError
+from attnbench.perf.bench import slug
+from attnbench.tasks.families import build_datamodule
+from attnbench.tasks.optim import configure_optimizer
 from attnbench.tracking.record import device_name, finite_or_null, write_atomic
+from attnbench.training.run import build_task, resolve_precision, uses_gpu
 
 
 @dataclass
@@ -90,8 +93,6 @@ def _sync(device: torch.device) -> None:
 
 def train_plain(cfg: DictConfig, task: pl.LightningModule, batches: list[dict], warmup: int, device: torch.device,
                 bf16: bool) -> float:
-    from attnbench.tasks.optim import configure_optimizer
-
     task.to(device).train()
     setup = configure_optimizer(task.parameters(), task.optim, len(batches))
     optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
@@ -130,8 +131,6 @@ class _StepClock(pl.Callback):
 
 
 def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict], warmup: int, precision: str) -> float:
-    from attnbench.training.run import uses_gpu
-
     clock = _StepClock(warmup)
     trainer = pl.Trainer(
         max_steps=len(batches), max_epochs=1, accelerator="gpu" if uses_gpu(cfg) else "cpu", devices=1,
@@ -145,8 +144,6 @@ def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict]
 
 
 def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
-    from attnbench.training.run import build_task, resolve_precision, uses_gpu
-
     if steps <= warmup:
         raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
     pl.seed_everything(cfg.seed, verbose=False)
@@ -174,8 +171,6 @@ def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
 
 
 def write_result(result: HarnessResult, out_dir: Path) -> Path:
-    from attnbench.perf.bench import slug
-
     path = out_dir / f"harness-{slug(result.device)}-{slug(result.config)}.json"
     write_atomic(path, json.dumps(finite_or_null(result.to_json()), indent=1, allow_nan=False) + "\n")
     return path

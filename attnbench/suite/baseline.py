@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import to_yaml
 from attnbench.data.sources import dataset_fingerprint, load_split, split_sources, test_fingerprint
 from attnbench.errors import ConfigError
 from attnbench.metrics.baselines import Baseline, baselines_for
-from attnbench.metrics.scoring import SCORERS, classification_metrics, classification_signatures
+from attnbench.tasks.families import family
 from attnbench.tracking.record import (
     check_writable, git_state, now, read_record, versions, write_atomic, write_json, write_jsonl,
 )
@@ -87,7 +86,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
     for baseline, run_dir in pending:
         started_at = now()
         predictions = baseline.predict(train, test)
-        golds = test["label"] if cfg.task.family == "classification" else test["tgt"]
+        golds = test[family(cfg).gold]
         scores, signatures = score(cfg, predictions, golds)
         record = {
             "run_id": run_dir.name, "status": "completed", "kind": "baseline", "baseline": baseline.name,
@@ -116,12 +115,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
 
 def score(cfg: DictConfig, predictions: list[Any], golds: list[Any]) -> tuple[dict[str, float], dict[str, str]]:
     """The test metrics of `predictions`, computed as a model run computes them (same libraries, same settings)."""
-    if cfg.task.family == "classification":
-        num_labels = len(cfg.task.labels)
-        metrics = classification_metrics(num_labels)
-        metrics.update(torch.tensor(predictions), torch.tensor(golds))
-        return {k: float(v) for k, v in metrics.compute().items()}, classification_signatures(num_labels)
-    return SCORERS[cfg.task.scorer](predictions, golds)
+    return family(cfg).score(cfg, predictions, golds)
 
 
 def _task_only(cfg: DictConfig) -> DictConfig:

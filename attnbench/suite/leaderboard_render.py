@@ -1,6 +1,7 @@
 """The leaderboard's outputs from a finished Report: leaderboard.md, .csv, .json and plots/, as strings and bytes.
 
 Nothing here computes a statistic or reads a record; `attnbench.suite.leaderboard` builds the Report and writes these.
+The tables' columns are `attnbench.suite.columns.COLUMNS`: each writer below iterates them.
 """
 
 from __future__ import annotations
@@ -8,22 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from attnbench.metrics.baselines import BASELINES
 from attnbench.metrics.degeneracy import COLLAPSE
+from attnbench.suite.columns import COLUMNS, CSV_FIELDS, EXAMPLES_ONLY, Cell, Table
+from attnbench.suite.rows import Report, Section
 from attnbench.suite.stats import MIN_SEEDS
 from attnbench.tracking.record import finite_or_null
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from attnbench.suite.leaderboard import Report, Row, Section
-
-PERCENT = ("accuracy", "f1")  # recorded as fractions (torchmetrics), shown as percentages
-EXAMPLES_ONLY = "p, examples only (these trained models)"
-COST_COLUMNS = (("params", "params"), ("train_seconds", "train s"), ("tokens_per_second", "tokens/s"),
-                ("peak_memory_mb", "peak MB (training)"))
 
 
 def render_all(report: Report, baseline: str, title: str, runs_dir: Path, samples: int) -> dict[str, str | bytes]:
@@ -34,27 +28,6 @@ def render_all(report: Report, baseline: str, title: str, runs_dir: Path, sample
     }
     files.update(render_plots(report))
     return files
-
-
-def format_metric(metric: str, value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return ""
-    value = 100 * value if metric in PERCENT else value
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _fmt_int(value: float | None) -> str:
-    return "" if value is None else f"{value:,.0f}"
-
-
-def _best(rows: list[Row]) -> Row | None:
-    """Best mean among the trained, unflagged rows (a trivial baseline or a degenerate run is never bold)."""
-    present = [r for r in rows if not r.missing and not r.trivial and not r.flags]
-    return max(present, key=lambda r: r.stats["metrics"][r.stats["primary"]]["mean"]) if present else None
 
 
 def holm_family(section: Section, baseline: str) -> str:
@@ -103,130 +76,59 @@ def render_markdown(report: Report, baseline: str, title: str, runs_dir: Path, s
 
 
 def _section_markdown(section: Section, baseline: str) -> list[str]:
-    rows = section.rows
-    present = [r for r in rows if not r.missing]
-    primary = section.primary
-    secondary = sorted({k for r in present for k in r.stats["metrics"]} - {primary})
-    best = _best(rows)
+    table = Table(section, baseline)
+    present = [r for r in section.rows if not r.missing]
     kinds = sorted({k for r in present for k in r.stats["cost"]["peak_memory_kind"]})
     memory = (f"peak MB: the training peak, measured as {' / '.join(kinds)}" if kinds
               else "peak MB: the training peak (how it was measured is not recorded)")
-    header = ["attention", "backbone", primary, "n", "95% CI", f"Δ {primary} vs {baseline} [95% interval]",
-              "p (Holm)", EXAMPLES_ONLY, "flag", *secondary, *(label for _, label in COST_COLUMNS)]
+    shown = [c for c in COLUMNS if c.header is not None]
+    header = [h for c in shown for h in c.md_headers(table)]
     lines = [f"## {section.name}", "", f"{holm_family(section, baseline)}. {memory}; train s: training steps only.",
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        if row.missing:
-            cells = [row.label, row.model, "missing", "0"] + [""] * (len(header) - 4)
-            lines.append("| " + " | ".join(cells) + " |")
-            continue
-        m = row.stats["metrics"][primary]
-        value = format_metric(primary, m["mean"])
-        if m["std"] is not None:
-            value += f" ± {format_metric(primary, m['std'])}"
-        if row is best:
-            value = f"**{value}**"
-        ci = (f"[{format_metric(primary, m['ci_low'])}, {format_metric(primary, m['ci_high'])}]" if m["ci_low"] is not None
-              else "" if row.trivial else "n/a (n=1)")
-        delta, p, p_examples = _test_cells(row, primary, baseline)
-        flag = flag_text(row)
-        cells = [("⚠ " if row.flags else "") + row.label, "—" if row.trivial else str(row.model), value, str(m["n"]), ci,
-                 delta, p, p_examples, f"⚠ {flag}" if flag else ""]
-        cells += [format_metric(k, row.stats["metrics"][k]["mean"]) if k in row.stats["metrics"] else "" for k in secondary]
-        cost = row.stats["cost"]
-        cells += [_fmt_int(cost["params"]),
-                  _fmt(cost["train_seconds"]) + ("†" if cost["train_seconds_includes_validation"] else ""),
-                  _fmt_int(cost["tokens_per_second"]), _fmt_int(cost["peak_memory_mb"])]
-        lines.append("| " + " | ".join(cells) + " |")
+    for row in section.rows:
+        cell = Cell(table, row, None if row.missing else table.primary)
+        lines.append("| " + " | ".join(text for c in shown for text in c.md_cells(cell)) + " |")
     notes = list(section.notes)
-    if any(r.flags for r in rows):
+    if any(r.flags for r in section.rows):
         notes.append(_rules())
     lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{section.name}: quality vs training time](plots/{section.slug}-quality-vs-time.png)",
-              f"![{section.name}: {primary} per variant](plots/{section.slug}-{primary}.png)", ""]
+              f"![{section.name}: {table.primary} per variant](plots/{section.slug}-{table.primary}.png)", ""]
     return lines
 
 
-def flag_text(row: Row, limit: int = 2) -> str:
-    """The row's reasons, runs with the same reason together: "seeds 1, 3: ...; seed 2: ..."."""
-    seeds: dict[str, list] = {}
-    for flag in row.flags:
-        seeds.setdefault(flag["reason"], []).append(flag["seed"])
-    parts = [f"seed{'s' * (len(found) > 1)} {', '.join(map(str, found))}: {reason}" for reason, found in seeds.items()]
-    more = f"; and {len(parts) - limit} more (leaderboard.json)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
-
-
-def _test_cells(row: Row, primary: str, baseline: str) -> tuple[str, str, str]:
-    """(Δ with interval, p (Holm) with star, example-only p) of a row."""
-    if row.trivial:
-        return "", "", ""
-    if row.attention == baseline:
-        return "baseline", "", ""
-    test, examples = row.stats.get("test"), row.stats.get("test_examples_only")
-    p_examples = f"{examples['p']:.3f}" if examples else ""
-    if test:
-        delta = (f"{format_metric(primary, test['delta'], signed=True)} "
-                 f"[{format_metric(primary, test['delta_low'], signed=True)}, "
-                 f"{format_metric(primary, test['delta_high'], signed=True)}]")
-        return delta, f"{test['p_holm']:.3f}" + ("*" if test["p_holm"] < 0.05 else ""), p_examples
-    delta = format_metric(primary, examples["delta"], signed=True) if examples else ""
-    return delta, row.stats.get("test_note", ""), p_examples
-
-
-CSV_FIELDS = ("task", "dataset", "data_fingerprint", "kind", "label", "attention", "backbone", "settings",
-              "trivial_baseline", "metric", "n", "mean", "std", "ci_low", "ci_high", "baseline", "delta", "delta_low",
-              "delta_high", "p", "p_holm", "holm_family_size", "p_examples_only", "delta_low_examples_only",
-              "delta_high_examples_only", "test_note", "flagged", "flags", "params", "train_seconds",
-              "validation_seconds", "test_seconds", "tokens_per_second", "peak_memory_mb", "eval_peak_memory_mb",
-              "peak_memory_kind", "train_seconds_includes_validation", "seeds", "run_ids")
-
-
 def render_csv(report: Report) -> str:
-    """One line per (section, row, test metric); missing rows have n=0 and empty values. p and p_holm are the
-    two-level bootstrap's; the *_examples_only fields the example-only test's. data_fingerprint is the section's
-    test data fingerprint (provenance.test_fingerprint): rows of one (task, dataset) with different ones are on other
-    test data."""
+    """One line per (section, row, test metric); missing rows have n=0 and empty values."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
+    fields = [c for c in COLUMNS if c.csv is not None]
     for section in report.sections:
+        table = Table(section)
         for row in section.rows:
-            base = {"task": section.task, "dataset": section.dataset, "data_fingerprint": section.fingerprint or "",
-                    "kind": row.kind, "label": row.label,
-                    "attention": row.attention or "", "backbone": row.model or "",
-                    "settings": ";".join(f"{k}={v}" for k, v in row.extra), "trivial_baseline": row.trivial or "",
-                    "flagged": bool(row.flags), "flags": flag_text(row, limit=len(row.flags))}
-            if row.missing:
-                writer.writerow({**base, "metric": "", "n": 0, "flagged": ""})
-                continue
-            cost = {**row.stats["cost"], "peak_memory_kind": "; ".join(row.stats["cost"]["peak_memory_kind"])}
-            for metric, s in row.stats["metrics"].items():
-                is_primary = metric == row.stats["primary"]
-                test = row.stats.get("test", {}) if is_primary else {}
-                examples = row.stats.get("test_examples_only", {}) if is_primary else {}
-                writer.writerow({
-                    **base, "metric": metric, **{k: s[k] for k in ("n", "mean", "std", "ci_low", "ci_high")},
-                    **{k: test.get(k) for k in ("baseline", "delta", "delta_low", "delta_high", "p", "p_holm")},
-                    "holm_family_size": test.get("family_size"), "p_examples_only": examples.get("p"),
-                    "delta_low_examples_only": examples.get("delta_low"),
-                    "delta_high_examples_only": examples.get("delta_high"),
-                    "test_note": row.stats.get("test_note", "") if is_primary else "",
-                    **cost, "seeds": " ".join(map(str, row.stats["seeds"])),
-                    "run_ids": " ".join(sorted(run.run_id for run in row.runs)),
-                })
+            for metric in [None] if row.missing else row.stats["metrics"]:
+                cell = Cell(table, row, metric)
+                writer.writerow({c.name: c.csv_value(cell) for c in fields})
     return buffer.getvalue()
+
+
+def json_row(cell: Cell) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for column in COLUMNS:
+        if column.json is not None:
+            value = column.json(column.value(cell))
+            if column.json_merge:
+                out.update(value)
+            else:
+                out[column.name] = value
+    return out
 
 
 def to_json(report: Report, baseline: str) -> dict[str, Any]:
     tasks: dict[str, list[dict]] = {}
     for section in report.sections:
-        tasks.setdefault(section.task, []).extend(
-            {"dataset": r.dataset, "data_fingerprint": section.fingerprint, "kind": r.kind, "label": r.label,
-             "attention": r.attention, "backbone": r.model,
-             "settings": dict(r.extra), "trivial_baseline": r.trivial, "missing": r.missing,
-             "flagged": bool(r.flags), "flags": r.flags, **r.stats, "run_ids": sorted(run.run_id for run in r.runs)}
-            for r in section.rows)
+        table = Table(section, baseline)
+        tasks.setdefault(section.task, []).extend(json_row(Cell(table, r, r.stats.get("primary"))) for r in section.rows)
     return {
         "baseline": baseline,
         "tasks": tasks,

@@ -5,33 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from attnbench.metrics.scoring import classification_metrics, classification_signatures
-from attnbench.tasks.distributed import gather_dict, sum_over_ranks
-from attnbench.tasks.loss_trace import LossTrace
-from attnbench.tasks.optim import configure_optimizer
+from attnbench.tasks.base import TaskModule
+from attnbench.tasks.distributed import gather_dict
 from attnbench.tasks.probes import ProbeMaps
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(TaskModule):
     """Cross-entropy training; accuracy and macro-F1 on validation and test; test predictions kept by id."""
 
     def __init__(self, model: nn.Module, *, label_names: list[str], optim: Mapping[str, Any], loss_window: int = 10) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, optim=optim, loss_window=loss_window)
         self.label_names = list(label_names)
         num_labels = len(self.label_names)
         self.signatures = classification_signatures(num_labels)
-        self.optim = dict(optim)
         self.val_metrics = classification_metrics(num_labels).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_labels).clone(prefix="test/")
-        # Summed on the device; read once after training, so the step never waits for the host.
-        self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
-        self.loss_trace = LossTrace(loss_window)
         self.test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, batch: dict[str, torch.Tensor], need_weights: bool = False):
@@ -40,9 +33,7 @@ class ClassificationTask(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, _ = self(batch)
         loss = F.cross_entropy(logits, batch["labels"])
-        self.train_tokens += batch["mask"].sum()
-        self.loss_trace.add(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        self.record_step(loss, batch["mask"].sum(), batch["labels"].numel())
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -76,9 +67,6 @@ class ClassificationTask(pl.LightningModule):
         }
         self.test_rows = gather_dict(local)
 
-    def on_train_end(self) -> None:
-        self.train_tokens = sum_over_ranks(self, self.train_tokens)
-
     def predictions(self) -> list[dict[str, int]]:
         """Test predictions of every rank as records {id, prediction, gold}, sorted by example id."""
         return [{"id": i, "prediction": p, "gold": g} for i, (p, g) in sorted(self.test_rows.items())]
@@ -103,12 +91,6 @@ class ClassificationTask(pl.LightningModule):
             probes.append(probe)
         return probes
 
-    def train_loss_summary(self) -> dict[str, float]:
-        return self.loss_trace.summary()
-
     def metric_signatures(self) -> dict[str, str]:
         """How each reported metric was computed (library, version, settings)."""
         return self.signatures
-
-    def configure_optimizers(self):
-        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)

@@ -12,32 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnbench.models.beam_search import beam_search, greedy_search
-from attnbench.tasks.distributed import gather_dict, sum_over_ranks
-from attnbench.tasks.loss_trace import LossTrace
 from attnbench.config import VAL_SLICE
 from attnbench.metrics.scoring import SCORERS
-from attnbench.tasks.optim import configure_optimizer
+from attnbench.models.beam_search import beam_search, greedy_search
+from attnbench.tasks.base import TaskModule
+from attnbench.tasks.distributed import gather_dict, sum_over_ranks
 from attnbench.tasks.probes import ProbeMaps
 
 
-
-class Seq2SeqTask(pl.LightningModule):
+class Seq2SeqTask(TaskModule):
     def __init__(
         self, model: nn.Module, *, optim: Mapping[str, Any], label_smoothing: float, pad_id: int, bos_id: int,
         eos_id: int, decoding: Mapping[str, Any], scorer: str, decode: Callable[[list[int]], str],
         token: Callable[[int], str], references: Mapping[str, Mapping[int, str]], loss_window: int = 10,
     ) -> None:
-        super().__init__()
+        super().__init__(model, optim=optim, loss_window=loss_window)
         if scorer not in SCORERS:
             raise ValueError(f"unknown scorer '{scorer}': choose one of {', '.join(SCORERS)}")
-        self.model = model
-        self.optim = dict(optim)
         self.label_smoothing = label_smoothing
         self.special = {"pad_id": pad_id, "bos_id": bos_id, "eos_id": eos_id}
         self.decoding = dict(decoding)
@@ -45,10 +40,8 @@ class Seq2SeqTask(pl.LightningModule):
         self.decode_ids = decode
         self.token = token
         self.references = references
-        self.loss_trace = LossTrace(loss_window)
         self.signatures: dict[str, str] = {}
         # Summed on the device and read once per epoch, so no step waits for the host.
-        self.register_buffer("train_tokens", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("eval_nll", torch.zeros((), dtype=torch.float64), persistent=False)
         self.register_buffer("eval_tokens", torch.zeros((), dtype=torch.long), persistent=False)
         self.outputs: dict[int, list[int]] = {}
@@ -94,9 +87,7 @@ class Seq2SeqTask(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits, _ = self(batch)  # (B, T, V)
         loss = self._loss(logits, batch["tgt_out"], self.label_smoothing)
-        self.train_tokens += batch["tgt_mask"].sum() + batch["src_mask"].sum()
-        self.loss_trace.add(loss)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["tgt_out"].size(0))
+        self.record_step(loss, batch["tgt_mask"].sum() + batch["src_mask"].sum(), batch["tgt_out"].size(0))
         return loss
 
     # ---- validation: loss on everything, greedy quality on a fixed slice ------------------------------------
@@ -140,9 +131,6 @@ class Seq2SeqTask(pl.LightningModule):
         self.outputs = gather_dict(self.outputs)
         self.log_dict({f"test/{k}": v for k, v in self._score("test").items()}, sync_dist=True)
 
-    def on_train_end(self) -> None:
-        self.train_tokens = sum_over_ranks(self, self.train_tokens)
-
     def predictions(self) -> list[dict[str, Any]]:
         """Test outputs {id, prediction, gold} by id: detokenized hypothesis and the raw reference."""
         refs = self.references["test"]
@@ -150,9 +138,6 @@ class Seq2SeqTask(pl.LightningModule):
 
     def metric_signatures(self) -> dict[str, str]:
         return self.signatures
-
-    def train_loss_summary(self) -> dict[str, float]:
-        return self.loss_trace.summary()
 
     # ---- attention maps ------------------------------------------------------------------------------------
 
@@ -185,7 +170,3 @@ class Seq2SeqTask(pl.LightningModule):
                 probe.queries[name], probe.keys[name] = outputs, keys
             probes.append(probe)
         return probes
-
-    def configure_optimizers(self):
-        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
-

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from attnbench.config import config_hash, load_saved_config
 from attnbench.errors import ConfigError, ResourceError
 
 PACKAGES = ("attnbench", "torch", "pytorch-lightning", "torchmetrics", "datasets", "tokenizers", "wandb",
@@ -91,8 +92,6 @@ def read_record(path: Path) -> dict | None:
 def saved_config_hash(run_dir: Path) -> str | None:
     """config_hash of a run folder's config.yaml; None when it is missing or damaged (the run then matches no
     configuration, so it can neither count as done nor be resumed)."""
-    from attnbench.config import config_hash, load_saved_config
-
     try:
         return config_hash(load_saved_config(run_dir / "config.yaml"))
     except Exception:

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from attnbench.training import signals
 from attnbench.config import VAL_SLICE, attention_label, check_machine, check_run_id, config_hash, monitor_key, to_yaml
 from attnbench.errors import ConfigError
-from attnbench.data import build_datamodule
 from attnbench.data.batching import padding_fraction
 from attnbench.data.lengths import warn_truncation
 from attnbench.data.sources import split_sources, test_fingerprint
-from attnbench.models import build_classifier, build_seq2seq
-from attnbench.tasks import ClassificationTask, Seq2SeqTask
+from attnbench.tasks.base import TaskModule
+from attnbench.tasks.families import build_datamodule, family
 from attnbench.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
 from attnbench.training.finite import FiniteLoss
 from attnbench.training.resume import ResumableState
@@ -241,21 +240,10 @@ def claim_new(output_dir: Path, run_id: str) -> Claim:
     return claim
 
 
-def build_task(cfg: DictConfig, data) -> pl.LightningModule:
-    model_cfg, attention_cfg = OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.attention)
-    optim = OmegaConf.to_container(cfg.optim)
-    if cfg.task.family == "classification":
-        model = build_classifier(model_cfg, attention_cfg, vocab_size=data.vocab_size, num_labels=data.num_labels,
-                                 pad_id=data.pad_id)
-        return ClassificationTask(maybe_compile(cfg, model), label_names=data.label_names, optim=optim)
-    model = build_seq2seq(model_cfg, attention_cfg, src_vocab=data.src_vocab_size, tgt_vocab=data.tgt_vocab_size,
-                          pad_id=data.pad_id, shared_vocab=data.shared_vocab)
-    return Seq2SeqTask(maybe_compile(cfg, model), 
-        optim=optim, label_smoothing=cfg.task.label_smoothing, pad_id=data.pad_id, bos_id=data.bos_id,
-        eos_id=data.eos_id, decoding=OmegaConf.to_container(cfg.task.decoding), scorer=cfg.task.scorer,
-        decode=data.decode, token=data.tgt_tokenizer.id_to_token,
-        references={split: data.references(split) for split in ("validation", "test")},
-    )
+def build_task(cfg: DictConfig, data) -> TaskModule:
+    """The task family's model (compiled when trainer.compile) inside its TaskModule (tasks/families.py)."""
+    spec = family(cfg)
+    return spec.build_task(cfg, data, maybe_compile(cfg, spec.build_model(cfg, data)))
 
 
 def maybe_compile(cfg: DictConfig, model: torch.nn.Module) -> torch.nn.Module:

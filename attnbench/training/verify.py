@@ -18,6 +18,7 @@ from pathlib import Path
 
 from attnbench.config import VAL_SLICE, load_saved_config
 from attnbench.errors import ConfigError
+from attnbench.training.run import run
 
 
 @dataclass
@@ -91,8 +92,6 @@ def provenance_notes(recorded: dict, rerun: dict) -> list[str]:
 
 def verify(run_dir: Path, rtol: float, atol: float, keep: bool = False) -> tuple[list[Check], list[str], Path]:
     """Re-run the configuration of `run_dir` in a scratch folder; returns the checks and the re-run's folder."""
-    from attnbench.training.run import run
-
     record = read_record(run_dir)
     cfg = load_saved_config(run_dir / "config.yaml")
     scratch = Path(tempfile.mkdtemp(prefix=f"attnbench-verify-{run_dir.name}-"))  # nothing lands in results/

@@ -1,0 +1,95 @@
+"""Statistics per row: seed statistics of every test metric and the cost, then the comparison of each model row with
+the baseline variant's row of its backbone and settings (attnbench.suite.stats).
+
+- Over seeds: mean, sample standard deviation (n-1) and a 95% Student-t confidence interval of the mean.
+- Against the baseline variant (same section, backbone and other settings): a two-level bootstrap that resamples
+  test examples (paired) and each side's seeds, so its p is about the variants, not about particular trained
+  models; it needs 3 seeds a side. Holm-corrected across the variants of one (section, backbone, settings),
+  flagged rows left out. The example-only paired bootstrap is reported beside it, never starred.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from attnbench.metrics.scoring import RESAMPLABLE
+from attnbench.suite.rows import Row
+from attnbench.suite.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
+
+NOT_REPORTED = ("loss", "ppl")  # secondary columns are the other test metrics
+COST_FIELDS = ("params", "train_seconds", "validation_seconds", "test_seconds", "tokens_per_second",
+               "peak_memory_mb", "eval_peak_memory_mb")
+FEW_SEEDS = f"n < {MIN_SEEDS} seeds: seed variance cannot be estimated"
+
+
+def summarize(rows: list[Row]) -> None:
+    for row in rows:
+        if row.missing:
+            continue
+        primary = row.runs[0].primary
+        tests = [run.record["metrics"].get("test") or {} for run in row.runs]
+        row.stats["primary"] = primary
+        row.stats["metrics"] = {
+            key: seed_statistics([t[key] for t in tests if isinstance(t.get(key), (int, float))])
+            for key in sorted({k for t in tests for k in t if k not in NOT_REPORTED})
+            if any(isinstance(t.get(key), (int, float)) for t in tests)
+        }
+        costs = [run.record["cost"] for run in row.runs]
+        row.stats["cost"] = {key: _mean([c.get(key) for c in costs]) for key in COST_FIELDS}
+        row.stats["cost"]["peak_memory_kind"] = sorted({str(c["peak_memory_kind"]) for c in costs
+                                                        if c.get("peak_memory_kind")})
+        # Older records timed the whole fit (validation included) as train_seconds and had no validation_seconds.
+        row.stats["cost"]["train_seconds_includes_validation"] = any(
+            "train_seconds" in c and "validation_seconds" not in c for c in costs)
+        row.stats["seeds"] = sorted(run.record["seed"] for run in row.runs if run.record["seed"] is not None)
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return float(np.mean(numbers)) if numbers else None
+
+
+def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: list[str]) -> None:
+    """row.stats['test'] (two-level bootstrap, Holm) and row.stats['test_examples_only'] for each model row
+    against the baseline variant's row of its backbone and settings; row.stats['test_note'] says why not. Rows
+    are of one section (one data set); runs are paired only when every one lists the same (id, gold) pairs."""
+    families: dict[tuple, list[tuple[Row, dict]]] = defaultdict(list)
+    for row in rows:
+        if row.missing or row.trivial or row.attention == baseline:
+            continue
+        base = next((r for r in rows if not r.trivial and r.attention == baseline and r.model == row.model
+                     and r.extra == row.extra and not r.missing), None)
+        if base is None:
+            row.stats["test_note"] = f"no {baseline} baseline"
+            continue
+        if row.flags:
+            row.stats["test_note"] = "flagged (degenerate): not tested"
+            continue
+        if base.flags:
+            row.stats["test_note"] = f"the {baseline} row is flagged (degenerate): not tested"
+            continue
+        metric = row.runs[0].primary
+        if metric not in RESAMPLABLE:
+            row.stats["test_note"] = f"{metric} is not resampled"
+            continue
+        ours, theirs = (sorted(r.runs, key=lambda run: run.record["seed"]) for r in (row, base))
+        examples = ours[0].examples
+        if any(run.examples != examples for run in [*ours, *theirs]):
+            row.stats["test_note"] = "not paired: different test examples than the baseline (see warnings)"
+            warnings.append(f"{row.task}/{row.dataset} {row.model} {row.label}: no significance test: its runs and the "
+                            f"{baseline} runs do not list the same test examples (id, gold) in the same order, so "
+                            "they cannot be paired")
+            continue
+        variant, reference = [run.statistics for run in ours], [run.statistics for run in theirs]
+        row.stats["test_examples_only"] = paired_bootstrap(variant, reference, metric, samples=samples)
+        if min(len(variant), len(reference)) < MIN_SEEDS:
+            row.stats["test_note"] = FEW_SEEDS
+            continue
+        families[(row.model, row.extra)].append((row, hierarchical_bootstrap(variant, reference, metric, samples=samples)))
+    for family in families.values():
+        adjusted = holm([result["p"] for _, result in family])
+        for (row, result), p_holm in zip(family, adjusted):
+            row.stats["test"] = {**result, "p_holm": p_holm, "baseline": baseline, "family_size": len(family)}
