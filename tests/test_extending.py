@@ -67,3 +67,27 @@ def test_a_backbone_is_a_module_and_one_registry_line(monkeypatch, data_dir, tmp
     record = _record(out)
     assert record["status"] == "completed" and record["model"] == "conv"
     assert 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0
+
+
+def test_a_metric_is_one_registry_line(monkeypatch):
+    """A metric's direction, producer, display and resampling are its METRICS entry: config validation, the
+    leaderboard's number format and its bootstrap statistics all read it."""
+    import numpy as np
+    import pytest
+
+    from attnbench.config import load_config
+    from attnbench.errors import ConfigError
+    from attnbench.metrics.registry import METRICS, Metric, example_statistics, resamplable, score_from_sums
+    from attnbench.suite.formats import format_metric
+
+    def errors(predictions, golds):
+        return np.array([[float(p != g)] for p, g in zip(predictions, golds)])
+
+    monkeypatch.setitem(METRICS, "error_rate", Metric(
+        "min", "classification", percent=True, statistics=errors, from_sums=lambda sums, n: sums[:, 0] / n))
+    with pytest.raises(ConfigError, match="task.monitor=error_rate is better when lower: pass task.monitor_mode=min"):
+        load_config(["task.monitor=error_rate", "task.monitor_mode=max"])
+    assert load_config(["task.monitor=error_rate", "task.monitor_mode=min"]).task.monitor == "error_rate"
+    assert format_metric("error_rate", 0.125) == "12.50" and resamplable("error_rate")
+    stats = example_statistics("error_rate", [1, 0, 1, 1], [1, 1, 1, 0])
+    assert score_from_sums("error_rate", stats.sum(0, keepdims=True), 4)[0] == pytest.approx(0.5)

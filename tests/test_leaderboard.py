@@ -17,7 +17,8 @@ from sacrebleu.metrics import BLEU
 
 from attnbench.cli import main
 from attnbench.config import load_config, to_yaml
-from attnbench.metrics.scoring import example_statistics, rouge_scores, score_from_sums
+from attnbench.metrics.registry import example_statistics, score_from_sums
+from attnbench.metrics.scoring import rouge_scores
 from attnbench.suite.stats import holm, paired_bootstrap, seed_statistics
 
 N = 400  # test examples of the synthetic sentiment task

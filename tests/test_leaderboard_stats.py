@@ -113,7 +113,7 @@ def test_bootstrap_is_deterministic_under_a_fixed_seed_and_checks_alignment():
 
 
 def test_bleu_is_resampled_from_summed_statistics():
-    from attnbench.metrics.scoring import example_statistics
+    from attnbench.metrics.registry import example_statistics
 
     refs = ["the cat sat on the mat .", "a dog ran away", "hello there friend", "it rains today", "good morning"] * 8
     good = [r for r in refs]

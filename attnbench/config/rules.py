@@ -44,11 +44,6 @@ _NON_NEGATIVE = (
     "task.decoding.length_penalty", "task.decoding.max_len_a", "task.decoding.max_len_b",
     "task.decoding.min_length", "task.decoding.no_repeat_ngram_size", "task.decoding.val_examples",
 )
-# Metrics whose direction is known: a monitor_mode against it would keep the worst checkpoint.
-_HIGHER_IS_BETTER = ("accuracy", "f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum")
-_LOWER_IS_BETTER = ("loss", "ppl")
-# Seq2seq metrics computed on decoded text: per epoch they exist only on the greedy validation slice.
-_DECODED_METRICS = ("bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 # Longest run id or sweep name: room for the suffixes their files get (".lock", ".<attempt>.log", ".<n>") within
@@ -204,17 +199,19 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
             f"task.decoding.min_length={task.decoding.min_length} is not below task.decoding.max_len_b="
             f"{task.decoding.max_len_b}: no hypothesis could end; lower min_length or raise max_len_b"
         )
-    if task.monitor in _HIGHER_IS_BETTER and task.monitor_mode != "max":
+    metric = _metrics().get(task.monitor)  # None: a metric the registry does not know (nothing to check)
+    if metric is not None and metric.better == "max" and task.monitor_mode != "max":
         raise ConfigError(f"task.monitor={task.monitor} is better when higher: pass task.monitor_mode=max")
-    if task.monitor in _LOWER_IS_BETTER and task.monitor_mode != "min":
+    if metric is not None and metric.better == "min" and task.monitor_mode != "min":
         raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
-    scored = {"bleu": ("bleu", "chrf"), "rouge": ("rouge1", "rouge2", "rougeL", "rougeLsum")}[task.scorer]
-    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS and task.monitor not in scored:
+    decoded = task.family == "seq2seq" and metric is not None and metric.decoded
+    scored = [name for name, spec in _metrics().items() if spec.source == task.scorer]
+    if decoded and task.monitor not in scored:
         raise ConfigError(
             f"task.monitor={task.monitor} is not produced by task.scorer={task.scorer} (it gives {', '.join(scored)}): "
             "change task.monitor or task.scorer"
         )
-    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS and task.decoding.val_examples == 0:
+    if decoded and task.decoding.val_examples == 0:
         raise ConfigError(
             f"task.monitor={task.monitor} needs decoded validation examples, but task.decoding.val_examples=0: "
             "pass task.decoding.val_examples=256 or task.monitor=loss task.monitor_mode=min"
@@ -232,7 +229,8 @@ def monitor_key(cfg: DictConfig) -> str:
     validation examples, so they are logged as `val_slice/<metric>`, never as if they covered the split.
     """
     task = cfg.task
-    if task.family == "seq2seq" and task.monitor in _DECODED_METRICS:
+    metric = _metrics().get(task.monitor)
+    if task.family == "seq2seq" and metric is not None and metric.decoded:
         return f"{VAL_SLICE}/{task.monitor}"
     return f"val/{task.monitor}"
 
@@ -273,6 +271,14 @@ def _check_resolvable(key: str, name: str) -> None:
         resolve_attention(name)
     except (ValueError, ImportError, AttributeError, TypeError) as err:
         raise ConfigError(f"{key}: {err}") from None
+
+
+def _metrics() -> dict:
+    # Imported when validating, not with the config package: the metric registry imports torchmetrics and
+    # sacrebleu (tests/test_config_split.py). metrics/ does not import config: no cycle.
+    from attnbench.metrics.registry import METRICS
+
+    return METRICS
 
 
 def _backbones() -> dict:

@@ -49,7 +49,7 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> tuple[dict[str, flo
 
     Returns ({"bleu", "chrf"} on the 0-100 scale, {"bleu", "chrf"} sacreBLEU signatures).
     """
-    _check_pairs(hyps, refs)
+    check_pairs(hyps, refs)
     bleu, chrf = BLEU(), CHRF()
     hyps, refs = list(hyps), [list(refs)]
     scores = {"bleu": bleu.corpus_score(hyps, refs).score, "chrf": chrf.corpus_score(hyps, refs).score}
@@ -85,7 +85,7 @@ def rouge_scores(hyps: Sequence[str], refs: Sequence[str]) -> tuple[dict[str, fl
 
 def rouge_example_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-example rouge-score F1 (0-1) of each ROUGE type; the corpus score is their mean."""
-    _check_pairs(hyps, refs)
+    check_pairs(hyps, refs)
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     # rouge-score's argument order is (target, prediction).
     scores = [scorer.score(summary_sentences(ref), summary_sentences(hyp)) for hyp, ref in zip(hyps, refs)]
@@ -97,36 +97,7 @@ Scorer = Callable[[Sequence[str], Sequence[str]], tuple[dict[str, float], dict[s
 SCORERS: dict[str, Scorer] = {"bleu": corpus_bleu, "rouge": rouge_scores}
 
 
-# ---- per-example statistics, for resampling test sets (paired bootstrap) -------------------------------------
-# A metric is resampled through statistics that add up over examples: the sum over any resample of examples
-# gives that resample's corpus score. BLEU's are sacreBLEU's own n-gram counts and lengths (what sacreBLEU's
-# paired bootstrap resamples); accuracy and ROUGE are means of per-example values.
-
-RESAMPLABLE = ("accuracy", "bleu", *ROUGE_TYPES)
-
-
-def example_statistics(metric: str, predictions: Sequence, golds: Sequence) -> np.ndarray:
-    """(N, K) statistics of N examples whose column sums give the corpus `metric` through `score_from_sums`."""
-    _check_pairs(predictions, golds)
-    if metric == "accuracy":
-        return np.array([[float(p == g)] for p, g in zip(predictions, golds)])
-    if metric == "bleu":
-        return np.array(BLEU()._extract_corpus_statistics(list(predictions), [list(golds)]), dtype=np.float64)
-    if metric in ROUGE_TYPES:
-        return rouge_example_scores(predictions, golds)[metric][:, None]
-    raise ValueError(f"no per-example statistics for metric {metric!r}: one of {', '.join(RESAMPLABLE)}")
-
-
-def score_from_sums(metric: str, sums: np.ndarray, n: int) -> np.ndarray:
-    """(S, K) summed statistics of S resamples of n examples -> (S,) corpus scores, on the scale of the run
-    record (accuracy 0-1 as torchmetrics reports it; BLEU and ROUGE 0-100)."""
-    if metric == "bleu":
-        bleu = BLEU()
-        return np.array([bleu._compute_score_from_stats(list(row)).score for row in sums])
-    return (1.0 if metric == "accuracy" else 100.0) * sums[:, 0] / n
-
-
-def _check_pairs(hyps: Sequence[str], refs: Sequence[str]) -> None:
+def check_pairs(hyps: Sequence[str], refs: Sequence[str]) -> None:
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references: pass one hypothesis per reference")
     if not hyps:

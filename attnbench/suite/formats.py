@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-PERCENT = ("accuracy", "f1")  # recorded as fractions (torchmetrics), shown as percentages
+from attnbench.metrics.registry import percent
 
 
 def format_metric(metric: str, value: float | None, signed: bool = False) -> str:
     if value is None:
         return ""
-    value = 100 * value if metric in PERCENT else value
+    value = 100 * value if percent(metric) else value  # recorded as a fraction, shown as a percentage
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from attnbench.config import RunConfig, attention_label
 from attnbench.errors import ConfigError
-from attnbench.metrics.scoring import RESAMPLABLE, example_statistics, score_from_sums
+from attnbench.metrics.registry import example_statistics, resamplable, score_from_sums
 from attnbench.suite.formats import listing
 
 REQUIRED = ("run_id", "status", "task", "attention", "model", "seed", "metrics", "cost", "provenance")
@@ -228,7 +228,7 @@ def read_checked_predictions(path: Path, record: dict, metric: str) -> tuple[lis
     expected = test.get("examples") if isinstance(test, dict) else None
     if isinstance(expected, int) and expected != len(ids):
         raise ValueError(f"{path.name} has {len(ids)} predictions but the record's test split has {expected} examples")
-    if metric not in RESAMPLABLE:
+    if not resamplable(metric):
         return ids, predictions, golds, None
     try:
         statistics = example_statistics(metric, predictions, golds)

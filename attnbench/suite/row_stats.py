@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.metrics.scoring import RESAMPLABLE
+from attnbench.metrics.registry import resamplable
 from attnbench.suite.rows import Row
 from attnbench.suite.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
 
@@ -72,7 +72,7 @@ def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: 
             row.stats["test_note"] = f"the {baseline} row is flagged (degenerate): not tested"
             continue
         metric = row.runs[0].primary
-        if metric not in RESAMPLABLE:
+        if not resamplable(metric):
             row.stats["test_note"] = f"{metric} is not resampled"
             continue
         ours, theirs = (sorted(r.runs, key=lambda run: run.record["seed"]) for r in (row, base))

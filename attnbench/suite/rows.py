@@ -18,7 +18,8 @@ from typing import Any
 
 from attnbench.config import NOT_RESULT_KEYS
 from attnbench.metrics.degeneracy import baseline_label, below_baseline_reason, collapse_reason
-from attnbench.suite.formats import PERCENT, format_metric, listing
+from attnbench.metrics.registry import percent
+from attnbench.suite.formats import format_metric, listing
 from attnbench.suite.records import Run, same_test_data
 
 # Settings that never split rows: the seed (pooled over) and what cannot change a result (config.NOT_RESULT_KEYS,
@@ -242,7 +243,7 @@ def flag_degenerate(section: Section) -> None:
         primary = row.runs[0].primary
 
         def shown(value: float, metric: str = primary) -> str:
-            return format_metric(metric, value) + ("%" if metric in PERCENT else "")
+            return format_metric(metric, value) + ("%" if percent(metric) else "")
 
         for run in sorted(row.runs, key=lambda r: r.record["seed"]):
             reason = collapse_reason(run.family, run.predictions)

@@ -12,7 +12,7 @@ Two bootstrap tests of (variant - baseline) of a corpus metric, both paired on t
   "do these particular models differ on this test set", never "does the variant differ".
 
 A resample's statistic is the mean over its drawn seeds of the metric on its drawn examples, computed from
-per-example statistics that add up (`attnbench.metrics.scoring.example_statistics`): BLEU from sacreBLEU's summed
+per-example statistics that add up (`attnbench.metrics.registry.example_statistics`): BLEU from sacreBLEU's summed
 n-gram statistics, accuracy and ROUGE as means. p is two-sided: twice the smaller share of resampled differences
 at or beyond zero, each share with the +1 correction ((1 + count) / (samples + 1); Davison & Hinkley 1997,
 ch. 4), capped at 1.
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from attnbench.metrics.scoring import score_from_sums
+from attnbench.metrics.registry import score_from_sums
 
 MIN_SEEDS = 3  # per side, for the hierarchical test: with fewer, a seed draw has (almost) nothing to vary
 
