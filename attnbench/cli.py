@@ -218,9 +218,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
             print(yaml.safe_dump(config, sort_keys=False), end="")
             return 0
-        from attnbench.config import load_config
-
-        cfg = load_config(list(spec.cells()[0].overrides))
+        cfg = spec.config(spec.cells()[0])
         sweep_id = wandb_grid.create_wandb_sweep(spec, project=cfg.wandb.project, entity=cfg.wandb.entity)
         print(f"created W&B sweep {sweep_id} ({len(spec.cells())} cells); on each machine run:\n"
               f"  wandb agent {cfg.wandb.entity + '/' if cfg.wandb.entity else ''}{cfg.wandb.project}/{sweep_id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from attnbench.config import check_name, config_hash, load_config
@@ -62,9 +62,15 @@ class Spec:
     axes: dict[str, list[Any]]
     rules: list[Rule]
     baselines: bool = True
-    # config_hash of each cell's full config, computed while validating it (cell id -> hash); empty when the
+    # Each cell's validated config and its config_hash, kept from validating it (cell id -> ...); empty when the
     # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
+    configs: dict[str, DictConfig] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
+
+    def config(self, cell: Cell) -> DictConfig:
+        """The cell's full config: the one load_spec validated, else composed now."""
+        cfg = self.configs.get(cell.id)
+        return cfg if cfg is not None else load_config(list(cell.overrides))
 
     def cell_overrides(self, values: dict[str, Any]) -> list[str]:
         """The overrides of one cell: defaults, base, the axis values, then every matching rule in order."""
@@ -164,7 +170,8 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
         if not check_cells:
             continue
         try:
-            result.hashes[cell.id] = config_hash(load_config(list(cell.overrides)))
+            result.configs[cell.id] = load_config(list(cell.overrides))
+            result.hashes[cell.id] = config_hash(result.configs[cell.id])
         except ConfigError as err:
             raise ConfigError(f"{where}: cell {cell.label}: {err}") from None
     return result

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from attnbench.suite.baseline import baseline_folders, data_key, run_baselines
-from attnbench.config import check_machine, load_config
+from attnbench.config import check_machine
 from attnbench.errors import ConfigError
 from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status
 from attnbench.suite.spec import Cell, Spec
@@ -46,7 +46,7 @@ def baseline_configs(spec: Spec) -> list:
         return []
     chosen: dict[tuple, Any] = {}
     for cell in spec.cells():
-        cfg = load_config(list(cell.overrides))
+        cfg = spec.config(cell)
         chosen.setdefault((cfg.task.name, cfg.task.dataset, data_key(cfg)), cfg)
     return list(chosen.values())
 
@@ -56,7 +56,7 @@ def check_machine_for(spec: Spec) -> None:
     CPU machine); --dry-run and --wandb do not check, since their cells may run elsewhere."""
     seen = set()
     for cell in spec.cells():
-        cfg = load_config(list(cell.overrides))
+        cfg = spec.config(cell)
         key = (cfg.trainer.accelerator, cfg.trainer.devices)
         if key in seen:
             continue

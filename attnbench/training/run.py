@@ -135,7 +135,7 @@ def run(cfg: DictConfig) -> Path:
     except BaseException as err:
         record.update(status="failed", error=describe_failure(err))
         if signals.received() is not None:
-            record["interrupted"] = signal_name(signals.received())
+            record["interrupted"] = signals.name(signals.received())
         err.attnbench_run_dir = run_dir  # where the CLI says the status went (cli.py)
         raise
     finally:
@@ -158,16 +158,10 @@ def run(cfg: DictConfig) -> Path:
 def describe_failure(err: BaseException) -> str:
     """The record's error: "interrupted by <signal>" for a stop by signal (Lightning reports Ctrl-C as
     SystemExit(1) and SIGTERM as a SystemExit without a code), else the exception."""
-    error = f"{type(err).__name__}: {err}"
     if signals.received() is not None:
         return f"interrupted by {signals.describe(signals.received())}"
-    if isinstance(err, (KeyboardInterrupt, SystemExit)):
-        return f"interrupted ({error})"
-    return error
-
-
-def signal_name(signum: int) -> str:
-    return signals.describe(signum).split()[0]
+    error = f"{type(err).__name__}: {err}"
+    return f"interrupted ({error})" if isinstance(err, (KeyboardInterrupt, SystemExit)) else error
 
 
 def check_finite(metrics: dict[str, dict[str, float]]) -> None:

@@ -58,8 +58,12 @@ def deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
 def describe(signum: int) -> str:
-    return f"{signal.Signals(signum).name} (signal {signum})"
+    return f"{name(signum)} (signal {signum})"
 
 
 def exit_code(signum: int) -> int:
