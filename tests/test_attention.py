@@ -480,7 +480,7 @@ def test_entry_point_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
         importlib.metadata.EntryPoint(name="dot", value=f"{HERE}:TinyAttention", group=group),  # must not shadow
         importlib.metadata.EntryPoint(name="broken", value="no_such_pkg.mod:Cls", group=group),
     ]
-    monkeypatch.setattr(attention, "entry_points", lambda group: [ep for ep in plugins if ep.group == group])
+    monkeypatch.setattr(attention.registry, "entry_points", lambda group: [ep for ep in plugins if ep.group == group])
     assert resolve_attention("tiny") is TinyAttention
     assert resolve_attention("dot") is Dot
     with pytest.raises(ImportError, match="attention plugin 'broken'.*failed to load"):

@@ -105,12 +105,12 @@ def test_entry_point_plugin_is_a_group_option(monkeypatch, capsys):
     """A package that registers `attnbench.attention` entry points adds `attention=<name>` with no YAML file."""
     import importlib.metadata
 
-    import attnbench.attention as attention
+    import attnbench.attention.registry as registry
     from attnbench.config import load_config
 
     plugin = importlib.metadata.EntryPoint(name="gated_dot", value="tests.custom_attention:GatedDot",
                                            group="attnbench.attention")
-    monkeypatch.setattr(attention, "entry_points", lambda group: [plugin] if group == plugin.group else [])
+    monkeypatch.setattr(registry, "entry_points", lambda group: [plugin] if group == plugin.group else [])
     cfg = load_config(["attention=gated_dot", "model=transformer"])
     assert cfg.attention.name == "gated_dot"
     assert main(["list"]) == 0

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from attnbench.attention import functional as AF
+from attnbench.attention.registry import build_attention
 
 
 class MultiHead(nn.Module):
@@ -23,9 +24,6 @@ class MultiHead(nn.Module):
         dropout: float = 0.0, bias: bool = True, score_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        # Imported here: the registry module imports this one, so a top-level import would be circular.
-        from attnbench.attention import build_attention
-
         d_model = query_dim
         if heads < 1 or d_model % heads:
             raise ValueError(f"d_model {d_model} is not divisible by heads {heads}: choose heads that divide d_model")

@@ -14,11 +14,12 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.config.families import FAMILIES
 from attnbench.errors import ConfigError
 
 # What validate checks key by key, in this order (schema.py names each rule beside its field).
 _CHOICES = {
-    "task.family": ("classification", "seq2seq"),
+    "task.family": (),  # the family table's names (config/families.py), looked up when validating
     "task.source": ("auto", "local", "hub"),
     "task.scorer": ("bleu", "rouge"),
     "task.monitor_mode": ("min", "max"),
@@ -32,6 +33,9 @@ _CHOICES = {
     "optim.scheduler": ("constant", "linear", "cosine"),
     "wandb.mode": ("online", "offline", "disabled"),
 }
+
+# The choices that are a registry's names, read when validating (so an entry added at run time counts).
+_REGISTRIES = {"model.name": lambda: _backbones(), "task.family": lambda: FAMILIES}
 
 _POSITIVE = (
     "task.max_length", "task.tokenizer.vocab_size", "task.tokenizer.min_frequency", "attention.heads",
@@ -112,7 +116,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.run_id is not None:
         check_run_id(cfg.run_id)
     for key, allowed in _CHOICES.items():
-        allowed = tuple(_backbones()) if key == "model.name" else allowed
+        if key in _REGISTRIES:
+            allowed = tuple(_REGISTRIES[key]())
         value = OmegaConf.select(cfg, key)
         if str(value) not in allowed:
             hint = did_you_mean(str(value), list(allowed))
@@ -143,7 +148,7 @@ def validate(cfg: DictConfig) -> None:
         limit = cfg.task.limits[split]
         if limit is not None and limit <= 0:
             raise ConfigError(f"task.limits.{split}={limit} must be positive or null (all examples)")
-    if cfg.task.family == "classification" and len(cfg.task.labels) < 2:
+    if FAMILIES[cfg.task.family].labelled and len(cfg.task.labels) < 2:
         raise ConfigError("task.labels needs at least two label names for a classification task")
     _validate_attention(cfg)
     if cfg.trainer.compile:
@@ -204,7 +209,7 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
         raise ConfigError(f"task.monitor={task.monitor} is better when higher: pass task.monitor_mode=max")
     if metric is not None and metric.better == "min" and task.monitor_mode != "min":
         raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
-    decoded = task.family == "seq2seq" and metric is not None and metric.decoded
+    decoded = FAMILIES[task.family].decodes and metric is not None and metric.decoded
     scored = [name for name, spec in _metrics().items() if spec.source == task.scorer]
     if decoded and task.monitor not in scored:
         raise ConfigError(
@@ -230,7 +235,7 @@ def monitor_key(cfg: DictConfig) -> str:
     """
     task = cfg.task
     metric = _metrics().get(task.monitor)
-    if task.family == "seq2seq" and metric is not None and metric.decoded:
+    if FAMILIES[task.family].decodes and metric is not None and metric.decoded:
         return f"{VAL_SLICE}/{task.monitor}"
     return f"val/{task.monitor}"
 

@@ -76,7 +76,7 @@ class DecodingConfig:
 @dataclass
 class TaskConfig:
     name: str = MISSING
-    family: str = "classification"  # classification | seq2seq
+    family: str = "classification"  # a config/families.py FAMILIES name: classification | seq2seq
     dataset: str = MISSING
     source: str = "auto"  # auto (local when data_dir is set, else hub) | local | hub
     hub: HubSourceConfig = field(default_factory=HubSourceConfig)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from datasets import Features, Value
 
 from attnbench.config import TaskConfig
+from attnbench.config.families import FAMILIES
 from attnbench.errors import DataError
 
 Source = Literal["local", "hub"]
@@ -90,12 +91,10 @@ def column_map(task: TaskConfig, source: Source) -> dict[str, str]:
     if not columns:
         raise DataError(f"task.{source}.columns is empty: map each canonical field to a column, e.g. "
                         f"task.{source}.columns={{text: text, label: label}}")
-    if task.family == "classification" and "label" not in columns:
-        raise DataError(f"task.{source}.columns has no 'label' entry: a classification task needs its label column")
-    missing = [name for name in ("src", "tgt") if name not in columns]
-    if task.family == "seq2seq" and missing:
-        raise DataError(f"task.{source}.columns has no '{missing[0]}' entry (it has {', '.join(columns)}): a seq2seq "
-                        f"task maps src and tgt, e.g. task.{source}.columns={{src: en, tgt: de}}")
+    spec = FAMILIES[task.family]
+    missing = [name for name in spec.fields if name not in columns]
+    if missing:
+        raise DataError(spec.missing_column.format(source=source, missing=missing[0], have=", ".join(columns)))
     return columns
 
 
@@ -108,5 +107,5 @@ def split_name(task: TaskConfig, source: Source, split: str) -> str:
 
 
 def task_labels(task: TaskConfig) -> list[str] | None:
-    return list(task.labels) if task.family == "classification" else None
+    return list(task.labels) if FAMILIES[task.family].labelled else None
 

@@ -17,6 +17,7 @@ reports the median; peak memory is `torch.cuda.max_memory_allocated` above the i
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 import re
@@ -215,8 +216,6 @@ def write_results(results: list[Result], s: BenchSettings, out_dir: Path) -> lis
 
 
 def plot(results: list[Result], label: str) -> bytes:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,6 +13,7 @@ moved to <output_dir>/.attempts/ so no record is lost and none is duplicated. Th
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import signal
@@ -245,8 +246,6 @@ def die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     PR_SET_PDEATHSIG = 1
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

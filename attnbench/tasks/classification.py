@@ -7,11 +7,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from attnbench.data.datamodule import ClassificationDataModule
 from attnbench.metrics.scoring import classification_metrics, classification_signatures
+from attnbench.models import build_classifier
 from attnbench.tasks.base import TaskModule
 from attnbench.tasks.distributed import gather_dict
+from attnbench.tasks.families import Family, Scores, containers
 from attnbench.tasks.probes import ProbeMaps
 
 
@@ -94,3 +98,25 @@ class ClassificationTask(TaskModule):
     def metric_signatures(self) -> dict[str, str]:
         """How each reported metric was computed (library, version, settings)."""
         return self.signatures
+
+
+# ---- the family entry (config/families.py names this module) -------------------------------------------------
+
+
+def _model(cfg: DictConfig, data: ClassificationDataModule) -> nn.Module:
+    return build_classifier(*containers(cfg), vocab_size=data.vocab_size, num_labels=data.num_labels,
+                            pad_id=data.pad_id)
+
+
+def _task(cfg: DictConfig, data: ClassificationDataModule, model: nn.Module) -> TaskModule:
+    return ClassificationTask(model, label_names=data.label_names, optim=OmegaConf.to_container(cfg.optim))
+
+
+def _score(cfg: DictConfig, predictions: list[Any], golds: list[Any]) -> Scores:
+    num_labels = len(cfg.task.labels)
+    metrics = classification_metrics(num_labels)
+    metrics.update(torch.tensor(predictions), torch.tensor(golds))
+    return {k: float(v) for k, v in metrics.compute().items()}, classification_signatures(num_labels)
+
+
+FAMILY = Family(ClassificationDataModule, _model, _task, gold="label", score=_score)

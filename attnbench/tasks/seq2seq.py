@@ -14,13 +14,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from attnbench.config import VAL_SLICE
+from attnbench.data.datamodule import Seq2SeqDataModule
 from attnbench.metrics.scoring import SCORERS
+from attnbench.models import build_seq2seq
 from attnbench.models.beam_search import beam_search, greedy_search
 from attnbench.tasks.base import TaskModule
 from attnbench.tasks.distributed import gather_dict, sum_over_ranks
+from attnbench.tasks.families import Family, Scores, containers
 from attnbench.tasks.probes import ProbeMaps
 
 
@@ -170,3 +174,27 @@ class Seq2SeqTask(TaskModule):
                 probe.queries[name], probe.keys[name] = outputs, keys
             probes.append(probe)
         return probes
+
+
+# ---- the family entry (config/families.py names this module) -------------------------------------------------
+
+
+def _model(cfg: DictConfig, data: Seq2SeqDataModule) -> nn.Module:
+    return build_seq2seq(*containers(cfg), src_vocab=data.src_vocab_size, tgt_vocab=data.tgt_vocab_size,
+                         pad_id=data.pad_id, shared_vocab=data.shared_vocab)
+
+
+def _task(cfg: DictConfig, data: Seq2SeqDataModule, model: nn.Module) -> TaskModule:
+    return Seq2SeqTask(
+        model, optim=OmegaConf.to_container(cfg.optim), label_smoothing=cfg.task.label_smoothing, pad_id=data.pad_id,
+        bos_id=data.bos_id, eos_id=data.eos_id, decoding=OmegaConf.to_container(cfg.task.decoding),
+        scorer=cfg.task.scorer, decode=data.decode, token=data.tgt_tokenizer.id_to_token,
+        references={split: data.references(split) for split in ("validation", "test")},
+    )
+
+
+def _score(cfg: DictConfig, predictions: list[Any], golds: list[Any]) -> Scores:
+    return SCORERS[cfg.task.scorer](predictions, golds)
+
+
+FAMILY = Family(Seq2SeqDataModule, _model, _task, gold="tgt", score=_score)

@@ -127,7 +127,7 @@ class PeakMemory:
             match = re.search(r"VmHWM:\s+(\d+)\s*kB", _STATUS.read_text())
             if match:
                 return int(match.group(1)) / 1024
-        import resource
+        import resource  # here: a Unix-only module, and only this fallback needs it
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 

@@ -1,0 +1,41 @@
+"""The task-family table: one `FAMILIES` line per family (`task.family` in a task YAML), so adding a family is its
+module plus one line here.
+
+A `FamilySpec` says what config validation and data loading need to know without importing torch:
+  fields          the canonical columns a task of the family must map (`task.<source>.columns`)
+  missing_column  the one-line error when one of them is not mapped ({source}, {missing}, {have} filled in)
+  labelled        its label is an index into `task.labels` (validation asks for at least two names)
+  decodes         its predictions are decoded text scored by `task.scorer`, so a decoded monitor metric is
+                  read from the greedy validation slice (`val_slice/<metric>`)
+  module          the dotted path of the module whose `FAMILY` (tasks/families.py: `Family`) builds its runs:
+                  data module, model, TaskModule and test scoring; imported only when a run is built
+
+Trivial baselines (metrics/baselines.py: `BASELINES`) and degeneracy checks (metrics/degeneracy.py: `COLLAPSE`) are
+keyed by family name too; a family without an entry there simply gets none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    fields: tuple[str, ...]
+    missing_column: str
+    module: str
+    labelled: bool = False
+    decodes: bool = False
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    "classification": FamilySpec(
+        fields=("label",), labelled=True, module="attnbench.tasks.classification",
+        missing_column="task.{source}.columns has no '{missing}' entry: a classification task needs its label column",
+    ),
+    "seq2seq": FamilySpec(
+        fields=("src", "tgt"), decodes=True, module="attnbench.tasks.seq2seq",
+        missing_column="task.{source}.columns has no '{missing}' entry (it has {have}): a seq2seq task maps src and "
+                       "tgt, e.g. task.{source}.columns={{src: en, tgt: de}}",
+    ),
+}
