@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from attnbench.config.describe import BLOCKS
 from attnbench.training import signals
 from attnbench.errors import AttnbenchError, ConfigError
 
@@ -35,8 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = sub.add_parser("baseline", help="score the task's trivial baselines (majority class, copy the source, "
                               "lead-3) on its test set and write them as run records")
     baseline.add_argument("overrides", **overrides)
-    config = sub.add_parser("config", help="print the resolved config of a run without running it")
+    config = sub.add_parser("config", help="print the resolved config of a run without running it, or (--schema) "
+                            "every key of a config block with its type, default, rule and meaning")
+    config.add_argument("--schema", metavar="BLOCK", choices=BLOCKS,
+                        help=f"list the keys of one block: {', '.join(BLOCKS)}; with overrides (e.g. task=translation), "
+                        "only the keys of that task's family")
     config.add_argument("overrides", **overrides)
+    data = sub.add_parser("data", help="what a task's data looks like before any training: examples, token lengths, "
+                          "truncation, [UNK] rate, vocabulary coverage, labels, trivial baselines")
+    data.add_argument("--json", action="store_true", help="print the report as JSON")
+    data.add_argument("overrides", **overrides)
     sub.add_parser("list", help="list attention variants, tasks, models and trainer presets")
     sweep = sub.add_parser("sweep", help="run every cell of a grid spec; a re-run runs only what is not done")
     sweep.add_argument("spec", help="sweep spec, e.g. experiments/leaderboard.yaml")
@@ -169,8 +178,24 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from attnbench.config import load_config, to_yaml
+    from attnbench.config.describe import family_view, render_schema
 
-    print(to_yaml(load_config(args.overrides)), end="")
+    if args.schema:
+        family = load_config(args.overrides).task.family if args.overrides else None
+        print(render_schema(args.schema, family), end="")
+        return 0
+    # The other families' task keys are left out: a classification config shows no decoding block (config.yaml
+    # of a run keeps every key).
+    print(to_yaml(family_view(load_config(args.overrides))), end="")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from attnbench.config import load_config
+    from attnbench.suite.data_report import data_report, render, render_json
+
+    report = data_report(load_config(args.overrides))
+    print((render_json if args.json else render)(report), end="")
     return 0
 
 
@@ -305,4 +330,4 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed or not checks else 0
 
 
-COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "data": cmd_data, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

@@ -17,3 +17,14 @@ def config(data_dir: Path | None, cache_dir: Path, *overrides: str):
 def first_lines(path: Path, n: int) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [json.loads(next(f)) for _ in range(n)]
+
+
+# Overrides of a tiny real run (seconds on 2 cores): a slice of each split, one epoch, small widths.
+TINY = ["task.limits.train=200", "task.limits.validation=32", "task.limits.test=32", "task.probes=1",
+        "trainer.max_epochs=1", "trainer.batch_size=32", "trainer.enable_progress_bar=false", "wandb.mode=disabled",
+        "trainer.early_stopping_patience=0", "model.embed_dim=16", "model.hidden_dim=16"]
+
+
+def run_record(out: Path) -> dict:
+    (path,) = out.glob("*/metrics.json")
+    return json.loads(path.read_text())

@@ -20,15 +20,8 @@ from attnbench.errors import DataError
 from attnbench.models.backbones import BACKBONES, Backbone
 from attnbench.testing import check_attention
 from tests.custom_attention import GatedDot
+from tests.helpers import TINY, run_record
 
-TINY = ["task.limits.train=200", "task.limits.validation=32", "task.limits.test=32", "task.probes=1",
-        "trainer.max_epochs=1", "trainer.batch_size=32", "trainer.enable_progress_bar=false", "wandb.mode=disabled",
-        "trainer.early_stopping_patience=0", "model.embed_dim=16", "model.hidden_dim=16"]
-
-
-def _record(out: Path) -> dict:
-    (path,) = out.glob("*/metrics.json")
-    return json.loads(path.read_text())
 
 
 def test_a_variant_is_a_class_and_one_registry_line(monkeypatch, data_dir, tmp_path):
@@ -37,7 +30,7 @@ def test_a_variant_is_a_class_and_one_registry_line(monkeypatch, data_dir, tmp_p
     out = tmp_path / "runs"
     assert main(["run", "task=sentiment", "attention=gated_dot", f"data_dir={data_dir}",
                  f"cache_dir={tmp_path / 'cache'}", f"output_dir={out}", *TINY]) == 0
-    assert _record(out)["attention"] == "gated_dot"
+    assert run_record(out)["attention"] == "gated_dot"
 
 
 class ConvEncoder(nn.Module):
@@ -69,7 +62,7 @@ def test_a_backbone_is_a_module_and_one_registry_line(monkeypatch, data_dir, tmp
     out = tmp_path / "runs"
     assert main(["run", "task=sentiment", "model.name=conv", "attention=additive", f"data_dir={data_dir}",
                  f"cache_dir={tmp_path / 'cache'}", f"output_dir={out}", *TINY]) == 0
-    record = _record(out)
+    record = run_record(out)
     assert record["status"] == "completed" and record["model"] == "conv"
     assert 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0
 
@@ -83,7 +76,7 @@ def test_a_task_family_is_a_module_and_one_registry_line(monkeypatch, data_dir, 
     out = tmp_path / "runs"
     assert main(["run", "task=sentiment", "task.family=binary", "attention=additive", f"data_dir={data_dir}",
                  f"cache_dir={tmp_path / 'cache'}", f"output_dir={out}", *TINY]) == 0
-    record = _record(out)
+    record = run_record(out)
     assert record["status"] == "completed"
     assert "family: binary" in next(out.glob("*/config.yaml")).read_text()
     assert 0.0 <= record["metrics"]["test"]["accuracy"] <= 1.0

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -218,7 +219,12 @@ def _apply_override(cfg: DictConfig, key: str, raw: str) -> None:
     if not isinstance(parent, DictConfig) or (leaf not in parent and not free):
         hint = did_you_mean(key, _all_keys(cfg))
         raise ConfigError(f"unknown config key '{key}'{hint}: run `attnbench config` to see all keys")
-    value = _parse_value(raw)
+    try:
+        value = _parse_value(raw)
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(f"bad value for {key}: {raw!r} is not valid YAML ({problem}); write flow YAML with a space "
+                          f"after each colon and single quotes around regexes, e.g. {key}='[a, {{b: 1}}]'") from None
     try:
         OmegaConf.update(cfg, key, value, merge=True)
     except OmegaConfBaseException as err:

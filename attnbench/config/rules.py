@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from attnbench.config import text_steps
 from attnbench.config.families import FAMILIES
 from attnbench.errors import ConfigError
 
@@ -139,6 +140,8 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.max_tokens={cfg.trainer.max_tokens} is below task.max_length={cfg.task.max_length}: "
             "a single example would not fit; raise trainer.max_tokens or lower task.max_length"
         )
+    _validate_columns(cfg)
+    _validate_text_steps(cfg)
     _validate_seq2seq(cfg)
     if cfg.trainer.num_workers < 0 or cfg.trainer.early_stopping_patience < 0:
         raise ConfigError("trainer.num_workers and trainer.early_stopping_patience must be >= 0")
@@ -181,6 +184,30 @@ def check_machine(cfg: DictConfig) -> None:
                               f"trainer.devices={found} or fewer")
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.accelerator=mps, but this machine has no Apple GPU: pass trainer.accelerator=cpu")
+
+
+def _validate_columns(cfg: DictConfig) -> None:
+    """Each column map value is one column name; the family's reference field may also list several, one each."""
+    several = FAMILIES[cfg.task.family].references
+    for source in ("local", "hub"):
+        block = OmegaConf.select(cfg, f"task.{source}.columns") or {}
+        for name, value in OmegaConf.to_container(block, resolve=True).items() if block else ():
+            key = f"task.{source}.columns.{name}"
+            if isinstance(value, list):
+                if name != several:
+                    allowed = f"only {several} may list several columns" if several else "none may list several"
+                    raise ConfigError(f"{key}={value} is a list, but {allowed}: map {name} to one column, "
+                                      f"e.g. {key}={value[0] if value else name}")
+                if not value:
+                    raise ConfigError(f"{key}=[] lists no columns: name at least one reference column, e.g. "
+                                      f"{key}=[ref1, ref2]")
+                if not all(isinstance(column, str) and column for column in value):
+                    raise ConfigError(f"{key}={value} must list column names (non-empty strings): fix the list")
+                if len(set(value)) != len(value):
+                    raise ConfigError(f"{key}={value} names a column twice: list each reference column once")
+            elif isinstance(value, dict) or value is None or value == "":
+                raise ConfigError(f"{key}={value!r} must be a column name (a non-empty string): fix task.{source}."
+                                  "columns")
 
 
 def _validate_seq2seq(cfg: DictConfig) -> None:
@@ -303,3 +330,51 @@ def attention_width(cfg: DictConfig) -> int:
     """The model width the attention sees (the backbone's `width`: d_model for a transformer, 2*hidden for a BiRNN)."""
     return _backbones()[cfg.model.name].width(OmegaConf.to_container(cfg.model))
 
+
+def _validate_text_steps(cfg: DictConfig) -> None:
+    """task.tokenizer.normalizers and pre_tokenizers list known steps with valid arguments (config/text_steps.py);
+    bpe lists only lossless pre-tokenizers; with task.tokenizer.lowercase=false no listed step lowercases."""
+    tok = cfg.task.tokenizer
+    for name, table in (("normalizers", text_steps.NORMALIZERS), ("pre_tokenizers", text_steps.PRE_TOKENIZERS)):
+        for i, step in enumerate(OmegaConf.to_container(tok[name], resolve=True), 1):
+            _check_text_step(f"task.tokenizer.{name}", i, step, table)
+    if tok.kind == "bpe":
+        pre = text_steps.canonical(text_steps.PRE_TOKENIZERS, OmegaConf.to_container(tok.pre_tokenizers))
+        for i, step in enumerate(pre, 1):
+            if not text_steps.lossless(step):
+                allowed = ", ".join(n for n, spec in text_steps.PRE_TOKENIZERS.items() if spec.lossless)
+                raise ConfigError(f"task.tokenizer.pre_tokenizers={next(iter(step))} (step {i}) drops characters, "
+                                  "which breaks bpe's exact detokenisation (decode(encode(x)) == x): with kind=bpe "
+                                  f"list only {allowed} (behavior other than removed), or use kind=wordlevel")
+    norms = text_steps.canonical(text_steps.NORMALIZERS, OmegaConf.to_container(tok.normalizers))
+    for i, step in enumerate(norms, 1):
+        if not tok.lowercase and text_steps.lowercases([step]):
+            raise ConfigError(f"task.tokenizer.normalizers={next(iter(step))} (step {i}) lowercases the text, but "
+                              "task.tokenizer.lowercase=false: drop the step (bert: give it lowercase: false) or pass "
+                              "task.tokenizer.lowercase=true")
+
+
+def _check_text_step(key: str, i: int, step: Any, table: dict) -> None:
+    kind = key.rsplit(".", 1)[1][:-1].replace("_", "-")  # normalizer, pre-tokenizer
+    parts = text_steps.step_parts(step)
+    if parts is None:
+        raise ConfigError(f"{key}={step!r} (step {i}) is not a {kind} name or a one-key mapping "
+                          f"{{name: {{argument: value}}}}: list e.g. {next(iter(table))}")
+    name, args = parts
+    where = f"{key}={name} (step {i})"
+    if name not in table:
+        raise ConfigError(f"{where} is not a {kind}{did_you_mean(name, list(table))}: choose one of "
+                          f"{', '.join(table)}")
+    spec = table[name]
+    if not isinstance(args, dict):
+        raise ConfigError(f"{where}: its arguments must be a mapping, e.g. {{{name}: {{argument: value}}}}")
+    for arg in args:
+        if arg not in spec.args:
+            takes = f"it takes {', '.join(spec.args)}" if spec.args else "it takes none: list it by name alone"
+            raise ConfigError(f"{where} has no argument '{arg}'{did_you_mean(str(arg), list(spec.args))}: {takes}")
+    for arg, rule in spec.args.items():
+        if arg not in args and rule.default is text_steps.REQUIRED:
+            raise ConfigError(f"{where} needs the argument '{arg}': list {{{name}: {{{arg}: ...}}}}")
+        problem = text_steps.arg_problem(rule, args[arg]) if arg in args else None
+        if problem:
+            raise ConfigError(f"{where}: {arg}={args[arg]!r} {problem}: fix the value of {arg}")

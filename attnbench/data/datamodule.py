@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from attnbench.config import target_length
 from attnbench.data.batching import BucketBatchSampler, ResumableLoader, collate_classification, collate_seq2seq
+from attnbench.data.canonical import REFS
 from attnbench.data.lengths import truncation_block
 from attnbench.data.sources import SPLITS, dataset_fingerprint, load_split
 from attnbench.data.tokenizer import BOS, EOS, PAD, build_tokenizer, tokenizer_hash
@@ -162,6 +163,10 @@ class ClassificationDataModule(pl.LightningDataModule):
         return truncation_block({split: {"source": data["full_length"]} for split, data in self.splits.items()},
                                 {"source": self.task.max_length}, self.task.max_length, None)
 
+    def text_sides(self) -> dict[str, tuple[str, str, Tokenizer]]:
+        """side -> (text column, token-id column, tokenizer): what `attnbench data` reports per side."""
+        return {"source": ("text", "input_ids", self.tokenizer)}
+
     def _loader(self, split: str) -> DataLoader:
         return make_loader(self.cfg, self.splits[split], MODEL_COLUMNS, self.sampler(split),
                            partial(collate_classification, pad_id=self.pad_id), resumable=split == "train")
@@ -219,7 +224,8 @@ class Seq2SeqDataModule(pl.LightningDataModule):
     Batches (`collate_seq2seq`): src (B, S), src_mask (B, S), tgt_in (B, T) = [BOS] y, tgt_out (B, T) = y [EOS],
     tgt_mask (B, T), ids (B,); masks are True at real tokens. Sources keep `task.max_length` tokens, targets
     `task.max_target_length` including BOS/EOS. References for BLEU/ROUGE are the raw target texts
-    (`references(split)`), never the truncated token ids.
+    (`references(split)`: all of them where a split has several), never the truncated token ids; training and the
+    loss use the first.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -291,6 +297,10 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         return truncation_block(sides, {"source": self.task.max_length, "target": self.max_target_length - 1},
                                 self.task.max_length, self.max_target_length)
 
+    def text_sides(self) -> dict[str, tuple[str, str, Tokenizer]]:
+        """side -> (text column, token-id column, tokenizer): what `attnbench data` reports per side."""
+        return {"source": ("src", "src_ids", self.src_tokenizer), "target": ("tgt", "tgt_ids", self.tgt_tokenizer)}
+
     def _loader(self, split: str) -> DataLoader:
         return make_loader(self.cfg, self.splits[split], SEQ2SEQ_COLUMNS, self.sampler(split), self.collate,
                            resumable=split == "train")
@@ -317,15 +327,16 @@ class Seq2SeqDataModule(pl.LightningDataModule):
         rows = batch.tolist() if isinstance(batch, torch.Tensor) else batch
         return [self.decode(row) for row in rows]
 
-    def references(self, split: str) -> dict[int, str]:
-        """id -> raw target text, the reference BLEU/ROUGE score against."""
-        return self._texts(split, "tgt")
+    def references(self, split: str) -> dict[int, str] | dict[int, list[str]]:
+        """id -> raw target text, the reference BLEU/ROUGE score against; id -> every reference (the first is the
+        training target `tgt`) when the split has several per example (a `refs` column)."""
+        return self._texts(split, REFS if REFS in self.splits[split].column_names else "tgt")
 
     def sources(self, split: str) -> dict[int, str]:
         """id -> raw source text."""
         return self._texts(split, "src")
 
-    def _texts(self, split: str, column: str) -> dict[int, str]:
+    def _texts(self, split: str, column: str) -> dict[int, Any]:
         dataset = self.splits[split].select_columns(["id", column])
         return dict(zip(dataset["id"], dataset[column]))
 

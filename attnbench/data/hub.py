@@ -17,8 +17,10 @@ from datasets import Dataset
 from omegaconf import OmegaConf
 
 from attnbench.config import TaskConfig
+from attnbench.config.families import FAMILIES
 from attnbench.data.canonical import (
-    SPLITS, arrow_features, canonical_row, column_map, source_spec, split_limit, split_name, task_labels,
+    REFS, SPLITS, arrow_features, canonical_row, column_map, several_references, source_keys, source_spec,
+    split_limit, split_name, task_labels,
 )
 from attnbench.errors import DataError
 from attnbench.netcheck import unreachable_reason
@@ -41,7 +43,7 @@ def load_hub(task: TaskConfig, split: str, cache_dir: Path) -> Dataset:
             f"cannot load {where} from the hub ({reason}); check task.hub.path/name/splits, or use the local copy: "
             f"data_dir=/path/to/data task.source=local"
         ) from None
-    missing = [key for key in columns.values() if key not in raw.column_names]
+    missing = [key for key in source_keys(columns) if key not in raw.column_names]
     if missing:
         raise DataError(
             f"{where} has no column '{missing[0]}'; its columns are {', '.join(raw.column_names)}: fix task.hub.columns"
@@ -55,7 +57,7 @@ def load_hub(task: TaskConfig, split: str, cache_dir: Path) -> Dataset:
     limit = split_limit(task, split)
     if limit is not None and limit < len(raw):
         raw = raw.select(range(limit))
-    return canonicalize(raw, columns, task_labels(task), where)
+    return canonicalize(raw, columns, task_labels(task), where, FAMILIES[task.family].references)
 
 
 def hub_holdout(task: TaskConfig) -> dict[str, Any] | None:
@@ -85,21 +87,30 @@ def _held_out_rows(n: int, holdout: dict[str, Any], where: str) -> list[int]:
     return sorted(int(i) for i in permutation[: holdout["size"]])
 
 
-def canonicalize(raw: Dataset, columns: Mapping[str, str], labels: Sequence[str] | None, where: str) -> Dataset:
-    """A hub-shaped dataset in canonical columns, every row validated (errors name `where`, row and field)."""
+def canonicalize(raw: Dataset, columns: Mapping[str, str | list[str]], labels: Sequence[str] | None, where: str,
+                 references: str | None = None) -> Dataset:
+    """A hub-shaped dataset in canonical columns, every row validated (errors name `where`, row and field).
+
+    `references`: the canonical field that may hold several references; it does when it maps a list of columns, or
+    one column whose hub feature is a list of strings."""
     columns = dict(columns)
     labels = list(labels) if labels is not None else None
+    key = columns.get(references) if references else None
+    listed = references if isinstance(key, str) and isinstance(raw.features.get(key), datasets.List) else None
+    several = several_references(columns, listed)
+    names = [*columns, *([REFS] if several else [])]
 
     def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         rows = [
-            canonical_row({key: batch[key][i] for key in columns.values()}, columns, labels, f"{where} row {index}", "hub")
+            canonical_row({key: batch[key][i] for key in source_keys(columns)}, columns, labels,
+                          f"{where} row {index}", "hub", listed=listed)
             for i, index in enumerate(indices)
         ]
-        return {**{name: [row[name] for row in rows] for name in columns}, "id": list(indices)}
+        return {**{name: [row[name] for row in rows] for name in names}, "id": list(indices)}
 
     # Dataset.map caches the result next to the hub download, keyed by the source fingerprint and arguments.
     return raw.map(convert, batched=True, with_indices=True, remove_columns=raw.column_names,
-                   features=arrow_features(columns), desc=f"checking {where}")
+                   features=arrow_features(columns, several), desc=f"checking {where}")
 
 
 def check_hub_reachable(timeout: float = HUB_TIMEOUT_S) -> None:

@@ -8,6 +8,7 @@ stale copy.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -23,8 +24,10 @@ from datasets import Dataset
 from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from attnbench.config import TaskConfig
+from attnbench.config.families import FAMILIES
 from attnbench.data.canonical import (
-    arrow_features, canonical_row, column_map, no_examples, split_limit, split_name, task_labels,
+    REFS, arrow_features, canonical_row, column_map, listed_field, no_examples, several_references, split_limit,
+    split_name, task_labels,
 )
 from attnbench.data.fingerprints import CACHE_FORMAT, file_sha256, short_hash
 from attnbench.errors import DataError
@@ -61,11 +64,15 @@ def load_local(task: TaskConfig, split: str, data_dir: Path, cache_dir: Path) ->
                        "labels": task_labels(task), "limit": limit})
     target = cache_dir / "datasets" / task.name / task.local.dataset / f"{split}-{key}"
     if not (target / "state.json").is_file():
-        rows = [canonical_row(record, columns, task_labels(task), f"{path} line {line}")
-                for line, record in _read_jsonl(path, limit)]
+        records = _read_jsonl(path, limit)
+        first = next(records, None)
+        # A reference column holding a list in the first row holds one in every row (several references).
+        listed = listed_field(columns, FAMILIES[task.family].references, first[1] if first else None)
+        rows = [canonical_row(record, columns, task_labels(task), f"{path} line {line}", listed=listed)
+                for line, record in itertools.chain([first] if first else [], records)]
         if not rows:
             raise DataError(no_examples(path, split))
-        _save_atomic(_to_dataset(rows, columns), target)
+        _save_atomic(_to_dataset(rows, columns, several_references(columns, listed)), target)
     return datasets.load_from_disk(str(target))
 
 
@@ -124,10 +131,10 @@ def _undecodable(raw: bytes, err: UnicodeDecodeError) -> str:
     return where
 
 
-def _to_dataset(rows: list[dict[str, Any]], columns: Mapping[str, str]) -> Dataset:
-    data = {name: [row[name] for row in rows] for name in columns}
+def _to_dataset(rows: list[dict[str, Any]], columns: Mapping[str, str | list[str]], several: bool) -> Dataset:
+    data = {name: [row[name] for row in rows] for name in [*columns, *([REFS] if several else [])]}
     data["id"] = list(range(len(rows)))
-    return Dataset.from_dict(data, features=arrow_features(columns))
+    return Dataset.from_dict(data, features=arrow_features(columns, several))
 
 
 def _save_atomic(dataset: Dataset, target: Path) -> None:

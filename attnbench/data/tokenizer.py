@@ -9,6 +9,11 @@ be scored by sacreBLEU / rouge-score against the raw references (100% of the Mul
 validation and test texts round-trip). Metaspace keeps every space as part of the next token ("▁Haus"), and
 characters never seen in training are spelled as UTF-8 byte tokens (`<0xE2>`, byte fallback) instead of
 becoming [UNK].
+
+`normalizers` and `pre_tokenizers` list HF steps by name (config/text_steps.py: the names, their arguments, how
+`lowercase` and bpe combine with them): the normalizers rewrite every text first; the pre-tokenizers replace
+wordlevel's whitespace split, or split bpe's Metaspace pieces further. Left empty, the pipeline and the cache key are
+the ones built before these settings existed. With normalizers, bpe round-trips the normalised text.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from attnbench.config import TokenizerConfig
+from attnbench.config.text_steps import NORMALIZERS, PRE_TOKENIZERS, StepSpec, canonical, lowercases
 
 PAD, UNK, CLS, BOS, EOS = "[PAD]", "[UNK]", "[CLS]", "[BOS]", "[EOS]"
 # Trainers give special tokens the first ids in this order: [PAD] is 0, which embeddings use as padding_idx.
@@ -70,27 +76,49 @@ def tokenizer_hash(tokenizer: Tokenizer) -> str:
 def _untrained(spec: Mapping[str, Any]) -> tuple[Tokenizer, trainers.Trainer]:
     common = {"vocab_size": spec["vocab_size"], "min_frequency": spec["min_frequency"],
               "special_tokens": SPECIAL_TOKENS, "show_progress": False}
+    listed = _chain(pre_tokenizers, PRE_TOKENIZERS, spec.get("pre_tokenizers", []))
     if spec["kind"] == "wordlevel":
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        # Split on whitespace only: word-level data such as SST-2 is already PTB-tokenized ("does n't"), and
-        # the Whitespace pre-tokenizer would split those tokens again ("n", "'", "t").
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        # Split on whitespace only, unless the task lists pre-tokenizers: word-level data such as SST-2 is already
+        # PTB-tokenized ("does n't"), and the Whitespace pre-tokenizer would split those tokens again ("n", "'", "t").
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit() if listed is None else listed
         trainer = trainers.WordLevelTrainer(**common)
     elif spec["kind"] == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         # Metaspace rather than ByteLevel: tokens stay readable ("▁Über" instead of "Ã\u013eber") on attention-map
         # axes, and the decoder restores the spaces for BLEU/ROUGE. ByteFallback first turns runs of byte tokens
         # back into the characters they spell.
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        # Listed pre-tokenizers split Metaspace's "▁word" pieces further; config validation allows only lossless
+        # ones, so the pieces still concatenate to the text and the decoder below restores it exactly.
+        metaspace = pre_tokenizers.Metaspace()
+        tokenizer.pre_tokenizer = metaspace if listed is None else pre_tokenizers.Sequence([metaspace, listed])
         tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
         # vocab_size counts everything: special tokens, the 256 byte tokens added after training, merges.
         budget = max(spec["vocab_size"] - len(BYTE_TOKENS), len(SPECIAL_TOKENS) + 1)
         trainer = trainers.BpeTrainer(**{**common, "vocab_size": budget})
     else:
         raise ValueError(f"unknown tokenizer kind '{spec['kind']}': choose wordlevel or bpe")
-    if spec["lowercase"]:
-        tokenizer.normalizer = normalizers.Lowercase()
+    steps = list(spec.get("normalizers", []))
+    if spec["lowercase"] and not lowercases(steps):
+        steps.append({"lowercase": {}})  # last: after nfkc has folded full-width letters, say
+    normalizer = _chain(normalizers, NORMALIZERS, steps)
+    if normalizer is not None:
+        tokenizer.normalizer = normalizer
     return tokenizer, trainer
+
+
+def _chain(module: Any, table: Mapping[str, StepSpec], steps: list[dict[str, dict[str, Any]]]) -> Any:
+    """The HF normalizer or pre-tokenizer (from `module`) for canonical steps: one step alone, else a Sequence;
+    None for no steps."""
+    built = []
+    for step in steps:
+        ((name, args),) = step.items()
+        spec = table[name]
+        built.append(getattr(module, spec.hf)(**{key: Regex(value) if spec.args[key].regex else value
+                                                  for key, value in args.items()}))
+    if not built:
+        return None
+    return built[0] if len(built) == 1 else module.Sequence(built)
 
 
 def _with_byte_fallback(tokenizer: Tokenizer) -> Tokenizer:
@@ -113,7 +141,12 @@ def _settings(settings: TokenizerConfig | DictConfig | Mapping[str, Any]) -> dic
         data = dataclasses.asdict(settings)
     else:
         data = dict(settings)
-    return {key: data[key] for key in ("kind", "vocab_size", "min_frequency", "lowercase")}
+    spec = {key: data[key] for key in ("kind", "vocab_size", "min_frequency", "lowercase")}
+    # Only when set, so that with empty lists the cache key of the shipped tasks is the one they had before.
+    for key, table in (("normalizers", NORMALIZERS), ("pre_tokenizers", PRE_TOKENIZERS)):
+        if data.get(key):
+            spec[key] = canonical(table, data[key])
+    return spec
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -8,7 +8,8 @@ A `Metric` holds:
                epoch exist only for the greedy validation slice, logged as val_slice/<metric>)
   percent      recorded as a fraction (torchmetrics), shown as a percentage by the leaderboard
   statistics   (predictions, golds) -> (N, K) per-example statistics that add up over examples, or None when
-               the metric cannot be resampled (the leaderboard's bootstrap needs them)
+               the metric cannot be resampled (the leaderboard's bootstrap needs them); seq2seq golds are one
+               reference per example or a list of references each
   from_sums    (S, K) summed statistics of S resamples of n examples, n -> (S,) corpus scores on the record's scale
 
 Read by config validation (direction, which scorer gives a monitor, decoded or not), the leaderboard (percent
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from sacrebleu.metrics import BLEU
 
-from attnbench.metrics.scoring import ROUGE_TYPES, SCORERS, check_pairs, rouge_example_scores
+from attnbench.metrics.scoring import ROUGE_TYPES, SCORERS, check_pairs, reference_streams, rouge_example_scores
 
 Statistics = Callable[[Sequence, Sequence], np.ndarray]
 FromSums = Callable[[np.ndarray, int], np.ndarray]
@@ -58,7 +59,8 @@ def _correct(predictions: Sequence, golds: Sequence) -> np.ndarray:
 
 
 def _bleu_statistics(predictions: Sequence, golds: Sequence) -> np.ndarray:
-    return np.array(BLEU()._extract_corpus_statistics(list(predictions), [list(golds)]), dtype=np.float64)
+    # golds: one reference per example, or a list each (sacreBLEU's closest reference length and clipped counts).
+    return np.array(BLEU()._extract_corpus_statistics(list(predictions), reference_streams(golds)), dtype=np.float64)
 
 
 def _bleu_from_sums(sums: np.ndarray, n: int) -> np.ndarray:

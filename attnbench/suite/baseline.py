@@ -21,7 +21,7 @@ from attnbench.config import to_yaml
 from attnbench.data.sources import dataset_fingerprint, load_split, split_sources, test_fingerprint
 from attnbench.errors import ConfigError
 from attnbench.metrics.baselines import Baseline, baselines_for
-from attnbench.tasks.families import family
+from attnbench.tasks.families import family, prediction_row
 from attnbench.tracking.record import (
     check_writable, git_state, now, read_record, versions, write_atomic, write_json, write_jsonl,
 )
@@ -86,7 +86,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
     for baseline, run_dir in pending:
         started_at = now()
         predictions = baseline.predict(train, test)
-        golds = test[family(cfg).gold]
+        golds = family(cfg).golds(test)  # each example's references where the test split has several
         scores, signatures = score(cfg, predictions, golds)
         record = {
             "run_id": run_dir.name, "status": "completed", "kind": "baseline", "baseline": baseline.name,
@@ -98,7 +98,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
                            "splits": split_sources(cfg.task, cfg.data_dir), "metric_signatures": signatures,
                            "versions": versions(), "started_at": started_at, "finished_at": None},
         }
-        rows = [{"id": int(i), "prediction": p, "gold": g} for i, p, g in zip(test["id"], predictions, golds)]
+        rows = [prediction_row(int(i), p, g) for i, p, g in zip(test["id"], predictions, golds)]
         # Written into a staging folder and renamed: a reader sees a whole baseline folder or none.
         staging = output_dir / f".{run_dir.name}.staging"
         try:

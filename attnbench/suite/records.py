@@ -195,7 +195,8 @@ def normalise_config(raw: dict) -> tuple[dict, str | None]:
 
 
 def read_predictions(path: Path) -> tuple[list, list, list]:
-    """(ids, predictions, golds) of a predictions.jsonl; ValueError when it is missing or malformed."""
+    """(ids, predictions, golds) of a predictions.jsonl; ValueError when it is missing or malformed. A row's gold
+    is its `references` list where it has one (a test set with several references per example)."""
     if not path.is_file():
         raise ValueError(f"{path.name} missing")
     ids, predictions, golds = [], [], []
@@ -206,7 +207,8 @@ def read_predictions(path: Path) -> tuple[list, list, list]:
                     row = json.loads(line)
                     ids.append(row["id"])
                     predictions.append(row["prediction"])
-                    golds.append(row["gold"])
+                    # A row of a multi-reference test set lists all references; they are what it was scored on.
+                    golds.append(_references(row) if "references" in row else row["gold"])
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise ValueError(f"{path.name} line {line_no} is not a prediction row (id, prediction, "
                                      "gold)") from None
@@ -215,6 +217,13 @@ def read_predictions(path: Path) -> tuple[list, list, list]:
     if not ids:
         raise ValueError(f"{path.name} is empty")
     return ids, predictions, golds
+
+
+def _references(row: dict) -> list[str]:
+    references = row["references"]
+    if not (isinstance(references, list) and references and all(isinstance(r, str) for r in references)):
+        raise TypeError("references must be a non-empty list of strings")
+    return references
 
 
 def read_checked_predictions(path: Path, record: dict, metric: str) -> tuple[list, list, list, np.ndarray | None]:

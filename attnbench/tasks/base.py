@@ -11,7 +11,8 @@ its steps and the four methods below. What the pipeline reads:
                          in on_train_end; saved and restored by resume
   loss_trace             LossTrace: first/last training losses for metrics.json `train`; saved and restored by resume
   train_loss_summary()   {"loss_start", "loss_end"} from the loss trace
-  predictions()          test predictions [{id, prediction, gold}] by example id, after trainer.test
+  predictions()          test predictions [{id, prediction, gold}] by example id, after trainer.test (plus
+                         `references` where an example has several: families.prediction_row)
   metric_signatures()    {metric: how it was computed} for metrics.json provenance
   probe_maps(batch, ex)  the attention maps of the probe examples (tracking/attention_maps.py)
   special / label_smoothing   (seq2seq) what the harness's plain loop needs to compute the same loss

@@ -6,6 +6,8 @@ A `Family` holds:
   build_model    (cfg, data) -> nn.Module: the model for the prepared data module (vocabulary sizes, pad id, ...)
   build_task     (cfg, data, model) -> TaskModule (tasks/base.py): the LightningModule around the model
   gold           the canonical column holding a test example's reference (what trivial baselines are scored on)
+  references     the canonical column holding all of an example's references, in splits that have several
+                 (seq2seq: refs); where a split has it, baselines are scored on it instead of `gold`
   score          (cfg, predictions, golds) -> (metrics, signatures): test metrics of predictions, computed as the
                  task module computes them (suite/baseline.py scores the trivial baselines with it)
 
@@ -17,7 +19,7 @@ import this module for `Family`, and config validation must not need torch.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,20 @@ class Family:
     build_task: Callable[[DictConfig, Any, nn.Module], TaskModule]
     gold: str
     score: Callable[[DictConfig, list[Any], list[Any]], Scores]
+    references: str | None = None
+
+    def golds(self, split: Mapping[str, Sequence[Any]]) -> list[Any]:
+        """What a split's predictions are scored against: each example's references where the split has several,
+        else its `gold` column."""
+        return list(split[self.references if self.references in split else self.gold])
+
+
+def prediction_row(i: int, prediction: Any, gold: Any) -> dict[str, Any]:
+    """One predictions.jsonl row: {id, prediction, gold}, plus `references` (all of them) when `gold` is a list of
+    several; `gold` is then the first, so readers of one-reference records keep working."""
+    if isinstance(gold, list):
+        return {"id": i, "prediction": prediction, "gold": gold[0], "references": gold}
+    return {"id": i, "prediction": prediction, "gold": gold}
 
 
 def containers(cfg: DictConfig) -> tuple[dict, dict]:

@@ -18,13 +18,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from attnbench.config import VAL_SLICE
+from attnbench.data.canonical import REFS
 from attnbench.data.datamodule import Seq2SeqDataModule
 from attnbench.metrics.scoring import SCORERS
 from attnbench.models import build_seq2seq
 from attnbench.models.beam_search import beam_search, greedy_search
 from attnbench.tasks.base import TaskModule
 from attnbench.tasks.distributed import gather_dict, sum_over_ranks
-from attnbench.tasks.families import Family, Scores, containers
+from attnbench.tasks.families import Family, Scores, containers, prediction_row
 from attnbench.tasks.probes import ProbeMaps
 
 
@@ -32,7 +33,7 @@ class Seq2SeqTask(TaskModule):
     def __init__(
         self, model: nn.Module, *, optim: Mapping[str, Any], label_smoothing: float, pad_id: int, bos_id: int,
         eos_id: int, decoding: Mapping[str, Any], scorer: str, decode: Callable[[list[int]], str],
-        token: Callable[[int], str], references: Mapping[str, Mapping[int, str]], loss_window: int = 10,
+        token: Callable[[int], str], references: Mapping[str, Mapping[int, str | list[str]]], loss_window: int = 10,
     ) -> None:
         super().__init__(model, optim=optim, loss_window=loss_window)
         if scorer not in SCORERS:
@@ -136,9 +137,10 @@ class Seq2SeqTask(TaskModule):
         self.log_dict({f"test/{k}": v for k, v in self._score("test").items()}, sync_dist=True)
 
     def predictions(self) -> list[dict[str, Any]]:
-        """Test outputs {id, prediction, gold} by id: detokenized hypothesis and the raw reference."""
+        """Test outputs {id, prediction, gold} by id: detokenized hypothesis and the raw reference (the first, with
+        all of them as `references`, where the test split has several)."""
         refs = self.references["test"]
-        return [{"id": i, "prediction": self.decode_ids(self.outputs[i]), "gold": refs[i]} for i in sorted(self.outputs)]
+        return [prediction_row(i, self.decode_ids(self.outputs[i]), refs[i]) for i in sorted(self.outputs)]
 
     def metric_signatures(self) -> dict[str, str]:
         return self.signatures
@@ -197,4 +199,4 @@ def _score(cfg: DictConfig, predictions: list[Any], golds: list[Any]) -> Scores:
     return SCORERS[cfg.task.scorer](predictions, golds)
 
 
-FAMILY = Family(Seq2SeqDataModule, _model, _task, gold="tgt", score=_score)
+FAMILY = Family(Seq2SeqDataModule, _model, _task, gold="tgt", score=_score, references=REFS)
