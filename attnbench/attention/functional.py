@@ -78,6 +78,13 @@ def attend(
     return out, weights
 
 
+def mix_values(weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """A single-head variant's output for given weights: (B, 1, Tq, Tk) @ (B, Tk, Dv) -> (B, Tq, Dv)."""
+    if weights.dim() != 4 or weights.size(1) != 1:
+        raise ValueError(f"weights must be (B, 1, Tq, Tk) for a single-head variant, got {tuple(weights.shape)}")
+    return weights[:, 0].to(value.dtype) @ value
+
+
 def sdpa(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, *,
     causal: bool, scale: float | None, dropout: float, training: bool,

@@ -28,6 +28,11 @@ class General(nn.Module):
         """Nothing to cache: W applies to the query, so keys and values are used as given."""
         return key, value  # (B, Tk, Dk), (B, Tk, Dv)
 
+    def mix(self, weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The output for given weights (B, 1, Tq, Tk) over raw values (B, Tk, Dv): what forward returns with its
+        own weights in eval mode, so diagnostics can swap the weights (uniform, permuted) and keep the rest."""
+        return AF.mix_values(weights, value)  # (B, Tq, Dv)
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
         need_weights: bool = False, causal: bool = False, prepared: bool = False,

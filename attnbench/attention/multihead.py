@@ -53,6 +53,22 @@ class MultiHead(nn.Module):
         k, v = self.score.prepare(k, v)  # (B*H, Tk, X), (B*H, Tk, Xv)
         return AF.unfold_heads(k, B), AF.unfold_heads(v, B)  # (B, Tk, H, X), (B, Tk, H, Xv)
 
+    def mix(self, weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The output for given per-head weights (B, H, Tq, Tk) over raw values (B, Tk, Dv): forward's value path
+        (V projection, the score's own mix per head, output projection) in eval mode; a query row whose weights
+        are all zero attended to nothing and is zero, as in forward."""
+        (B, H, Tq, Tk), score_mix = weights.shape, getattr(self.score, "mix", None)
+        if H != self.heads:
+            raise ValueError(f"weights have {H} heads, this MultiHead has {self.heads}: pass (B, H, Tq, Tk) weights")
+        if score_mix is None:
+            raise NotImplementedError(f"the score {type(self.score).__qualname__} has no mix(weights, value): add "
+                                      "one to swap MultiHead's weights (attnbench explain's counterfactuals need it)")
+        v = AF.fold_heads(self.v_proj(value).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
+        out = score_mix(weights.reshape(B * H, 1, Tq, Tk), v)  # (B*H, Tq, Do)
+        out = self.out_proj(AF.unfold_heads(out, B).reshape(B, Tq, -1))  # (B, Tq, Dq)
+        empty = weights.sum(dim=(1, -1))[..., None] == 0  # (B, Tq, 1)
+        return out.masked_fill(empty, 0.0)
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
         need_weights: bool = False, causal: bool = False, prepared: bool = False,

@@ -20,7 +20,7 @@ from attnbench.testing.decoding import (
 )
 from attnbench.testing.rules import (
     check_batch_one, check_causal, check_dropout, check_fast_equals_explicit, check_fully_masked_rows, check_gradients,
-    check_interface, check_masking, check_padding_invariance, check_shapes_and_weights,
+    check_interface, check_masking, check_mix, check_padding_invariance, check_shapes_and_weights,
 )
 
 
@@ -40,7 +40,9 @@ def check_attention(
     per position (concatenating prepared chunks along time equals preparing the whole, index_select on the batch
     commutes); and one query at a time against a growing prepared cache reproduces causal attention. A variant
     without `prepare` is checked as `build_attention` returns it (`attnbench.attention.full_interface`: prepare
-    gives back the raw keys), so the decoding rules then check what decoders do with it.
+    gives back the raw keys), so the decoding rules then check what decoders do with it. A variant with the
+    optional `mix(weights, value)` (the output for given weights; attnbench explain swaps in uniform or permuted
+    weights through it) must give forward's output when handed forward's own weights.
     """
     with no_global_side_effects():
         c = Contract(factory, (query_dim, key_dim, value_dim), seed, kwargs)
@@ -55,6 +57,7 @@ def check_attention(
         check_gradients(c, module)
         check_dropout(c, module)
         check_batch_one(c, module)
+        check_mix(c, module)
         check_prepared_equals_raw(c, module)
         check_prepare_is_positionwise(c, module)
         check_incremental_decoding(c, module)

@@ -186,3 +186,29 @@ def check_batch_one(c: Contract, module: nn.Module) -> None:
                         "sequences of a batch must not interact")
                 if weights is not None and weights_b is not None:
                     c.close(weights_b, weights[b:b + 1], f"{rule}: weights of sequence {b} differ from the batch's")
+
+
+def check_mix(c: Contract, module: nn.Module) -> None:
+    """A variant with `mix(weights, value)` (optional: attnbench explain's counterfactual weights need it) gives
+    forward's output when handed forward's own weights, with and without masks, in eval mode. NotImplementedError
+    from mix means it cannot (MultiHead over a score without mix) and is not a failure."""
+    mix = getattr(module, "mix", None)
+    if mix is None:
+        return
+    B, Tq, Tk = 3, 4, 6
+    q, k, v = c.inputs(B, Tq, Tk)
+    cases: dict[str, torch.Tensor | None] = {"no mask": None, **mask_cases(B, Tq, Tk, c.gen),
+                                             **fully_masked_cases(B, Tq, Tk, c.gen)}
+    with torch.no_grad():
+        for label, mask in cases.items():
+            rule = f"mix(weights, value) with forward's own weights, {label}"
+            out, weights = c.call(module, rule, q, k, v, mask, need_weights=True)
+            try:
+                mixed = mix(weights, v)
+            except NotImplementedError:
+                return
+            except Exception as err:
+                c.fail(f"{rule}: mix raised", f"{type(err).__name__}: {err}",
+                       "mix takes (B, H, Tq, Tk) weights and the raw (B, Tk, Dv) values")
+            c.close(mixed, out, f"{rule}: differs from forward's output",
+                    "mix must run forward's value path on the given weights")
