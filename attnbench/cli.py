@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, help="timed calls; the median is reported (default GPU 10, CPU 3)")
     bench.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     bench.add_argument("--out", default="results/bench", help="folder for <device>.json and .png (default %(default)s)")
+    explain = sub.add_parser("explain", help="is the attention an explanation? faithfulness diagnostics of a "
+                             "completed run's best checkpoint on its test set (explain.json beside the record)")
+    explain.add_argument("run_dir", help="a completed run folder, e.g. results/runs/<run_id>")
+    explain.add_argument("--permutations", type=int, default=100, help="attention permutations per example "
+                         "(default %(default)s)")
+    explain.add_argument("--ig-steps", type=int, default=20, help="Integrated Gradients steps (default %(default)s)")
     check = sub.add_parser("verify", help="re-run a recorded run from its saved config and compare every metric")
     check.add_argument("run_dir", help="a run folder, e.g. results/runs/<run_id>")
     check.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default %(default)s)")
@@ -144,8 +150,19 @@ def _run(args: argparse.Namespace) -> int:
         return signals.exit_code(signum) if signum is not None else 1
     from pytorch_lightning.utilities import rank_zero_only
 
-    if rank_zero_only.rank == 0:  # under DDP every rank returns here; one line is enough
-        print(f"run {cfg.run_id} completed: {run_dir / 'metrics.json'}")
+    if rank_zero_only.rank != 0:  # under DDP every rank returns here; one line is enough
+        return 0
+    print(f"run {cfg.run_id} completed: {run_dir / 'metrics.json'}")
+    if cfg.explain:
+        from attnbench.explain.runner import explain_run, summary_lines
+
+        try:
+            report = explain_run(run_dir)
+        except Exception as err:  # the run stands; its diagnostics did not happen, which the exit code says
+            print(f"attnbench: explain failed: {type(err).__name__}: {err} (the run is complete; retry with "
+                  f"`attnbench explain {run_dir}`)", file=sys.stderr)
+            return 1
+        print("\n".join(summary_lines(report, run_dir)))
     return 0
 
 
@@ -314,6 +331,17 @@ def cmd_harness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from attnbench.explain.classification import Settings
+    from attnbench.explain.runner import explain_run, summary_lines
+
+    if args.permutations < 1 or args.ig_steps < 2:
+        raise ConfigError("--permutations must be >= 1 and --ig-steps >= 2: pass e.g. --permutations 100 --ig-steps 20")
+    report = explain_run(Path(args.run_dir), Settings(ig_steps=args.ig_steps, permutations=args.permutations))
+    print("\n".join(summary_lines(report, Path(args.run_dir))))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from attnbench.training.verify import verify
 
@@ -330,4 +358,4 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed or not checks else 0
 
 
-COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "data": cmd_data, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "explain": cmd_explain, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "data": cmd_data, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}

@@ -11,11 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 
 
 # Settings that cannot change a run's result: where it is written and what it is called, where data and caches
-# live, how it logs and reports progress, how many loader processes feed it (the batches and their order come
+# live, whether diagnostics run after it (explain), how it logs and reports progress, how many loader processes feed it (the batches and their order come
 # from the sampler in the main process). config_hash leaves them out, so that the sweep (is this cell done?),
 # resume (is this folder this configuration?) and the leaderboard (which settings split rows) share one answer
 # to "the same configuration". A key names its whole block (wandb: every wandb.* key).
-NOT_RESULT_KEYS = ("output_dir", "data_dir", "cache_dir", "run_id", "resume", "wandb", "trainer.log_every_n_steps",
+NOT_RESULT_KEYS = ("output_dir", "data_dir", "cache_dir", "run_id", "resume", "explain", "wandb", "trainer.log_every_n_steps",
                    "trainer.enable_progress_bar", "trainer.num_workers")
 
 

@@ -182,6 +182,7 @@ class RunConfig:
     cache_dir: Optional[str] = None  # default $ATTNBENCH_CACHE_DIR, else ~/.cache/attnbench
     run_id: Optional[str] = None  # a plain folder name (no '/', not starting with '.'), <= rules.MAX_NAME_BYTES
     resume: Optional[str] = None  # null | auto: continue this config's unfinished run from its last checkpoint
+    explain: bool = False  # after the test, run `attnbench explain` on the best checkpoint (classification)
     task: TaskConfig = field(default_factory=TaskConfig)  # the data and how it is scored (task=NAME)
     attention: AttentionConfig = field(default_factory=AttentionConfig)  # the variant (attention=NAME)
     model: ModelConfig = field(default_factory=ModelConfig)  # the backbone (model=NAME)

@@ -1,0 +1,268 @@
+"""Is a classifier's pooling attention an explanation? Faithfulness diagnostics over a whole test set.
+
+For each test example (B batch, T tokens, n real tokens, H heads, C classes; the predicted class y):
+  attention      alpha (n,): the pooling weights, the head mean for multi-head pooling
+  importance     gradient x input at the token embeddings (Captum LayerGradientXActivation), Integrated Gradients
+                 from an all-[PAD] baseline (Captum LayerIntegratedGradients), and leave-one-out: the total
+                 variation distance (TVD) of the output distribution when the token is deleted (Jain & Wallace
+                 2019); the first two summed over the embedding and taken in absolute value
+  agreement      Kendall tau (SciPy) between alpha and each importance, with its p (significant: p < 0.05),
+                 and the top-k overlap |top_k(alpha) & top_k(importance)| / k
+  counterfactual the median TVD of the output over random permutations of alpha among the real tokens, beside
+                 max(alpha) (Jain & Wallace), and the accuracy with uniform weights (Wiegreffe & Pinter 2019),
+                 both through the variant's own value path (`mix`)
+  ERASER         comprehensiveness p(y|x) - p(y|x without the top-k tokens) and sufficiency p(y|x) - p(y|top-k
+                 tokens only) for k = fraction * n, for the attention, gradient, IG and a random ranking
+                 (DeYoung et al. 2020); tokens are deleted, not masked, so the encoder never sees them
+  entropy        H(alpha) in nats and H / log n
+
+Deleting a token from an example of one token would leave nothing to encode, so leave-one-out, tau and ERASER
+skip examples with fewer than two tokens (their count is reported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+from scipy import stats
+from torch import nn
+
+IMPORTANCES = ("gradient", "loo", "ig")
+RANKINGS = ("attention", "gradient", "ig", "random")
+SIGNIFICANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    ig_steps: int = 20  # Integrated Gradients: points on the path from the [PAD] baseline
+    permutations: int = 100  # random permutations of the attention per example
+    fractions: tuple[float, ...] = (0.1, 0.2, 0.5)  # ERASER: share of the tokens kept or removed
+    top_k: int = 5  # top-k overlap (k = min(top_k, n))
+    seed: int = 0  # permutations and the random ranking
+    chunk: int = 512  # sequences per forward pass when deleting tokens
+
+
+@dataclass
+class Examples:
+    """Per test example, in loader order (ids say which); what explain.json summarises and the plots draw."""
+
+    ids: list[int] = field(default_factory=list)
+    length: list[int] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    uniform_correct: list[bool] = field(default_factory=list)
+    max_attention: list[float] = field(default_factory=list)
+    permutation_tvd: list[float] = field(default_factory=list)  # median over the permutations
+    entropy: list[float] = field(default_factory=list)
+    tau: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    p: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    overlap: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    # (ranking, fraction) -> per example comprehensiveness / sufficiency (NaN where skipped)
+    comprehensiveness: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    sufficiency: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+
+
+def pooling_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """(encoder, pooling attention, head, token embedding) of a Classifier (models/classifier.py)."""
+    for name in ("encoder", "pooling", "head"):
+        if not hasattr(model, name):
+            raise TypeError(f"{type(model).__name__} is not an attention-pooling classifier (no .{name}): "
+                            "attnbench explain reads models/classifier.py's Classifier")
+    embed = getattr(model.encoder, "embed", None)
+    if not isinstance(embed, nn.Embedding):
+        raise TypeError(f"encoder {type(model.encoder).__name__} has no token embedding `.embed`: gradient "
+                        "attributions are taken at it")
+    return model.encoder, model.pooling, model.head, embed
+
+
+def explain_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], pad_id: int,
+                    settings: Settings) -> Examples:
+    """Every diagnostic for every example of `batches` (collate_classification batches), in eval mode, fp32."""
+    model = model.eval().float()
+    encoder, pooling, head, embed = pooling_parts(model)
+    generator = torch.Generator().manual_seed(settings.seed)
+    out = Examples()
+    for key in [(r, f) for r in RANKINGS for f in settings.fractions]:
+        out.comprehensiveness[key], out.sufficiency[key] = [], []
+
+    def probabilities(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits, _ = model(ids, mask)
+        return logits.float().softmax(-1)  # (B, C)
+
+    gradient = LayerGradientXActivation(probabilities, embed)
+    integrated = LayerIntegratedGradients(probabilities, embed)
+    for batch in batches:
+        ids, mask, labels = batch["input_ids"], batch["mask"], batch["labels"]
+        with torch.no_grad():
+            states, _ = encoder(ids, mask, False)  # (B, T, D)
+            pooled, weights = pooling(states, mask, need_weights=True)  # (B, D), (B, H, 1, T)
+            probs = head(pooled).float().softmax(-1)  # (B, C)
+        predicted = probs.argmax(-1)  # (B,)
+        alpha = weights.float().mean(1)[:, 0]  # (B, T)
+        grad = gradient.attribute(ids, target=predicted, additional_forward_args=(mask,)).sum(-1).abs().detach()  # (B, T)
+        ig = integrated.attribute(ids, baselines=torch.full_like(ids, pad_id), target=predicted,
+                                  additional_forward_args=(mask,), n_steps=settings.ig_steps).sum(-1).abs().detach()
+        with torch.no_grad():
+            loo = leave_one_out(probabilities, ids, mask, probs, pad_id, settings.chunk)  # (B, T)
+            tvd = permutation_tvd(pooling.attn, head, states, weights, mask, probs, settings.permutations, generator)
+            uniform = mask[:, None, None, :].to(weights.dtype) / mask.sum(-1).clamp(min=1)[:, None, None, None]
+            uniform_pred = head(pooling.attn.mix(uniform.expand_as(weights), states).squeeze(1)).argmax(-1)
+            random = torch.rand(ids.shape, generator=generator)
+            scores = {"attention": alpha, "gradient": grad, "ig": ig, "random": random}
+            erased = eraser(probabilities, ids, mask, probs, predicted, scores, settings, pad_id)
+        _collect(out, batch, mask, predicted, labels, uniform_pred, alpha, {"gradient": grad, "loo": loo, "ig": ig},
+                 tvd, erased, settings)
+    return out
+
+
+def _collect(out: Examples, batch: dict[str, torch.Tensor], mask: torch.Tensor, predicted: torch.Tensor,
+             labels: torch.Tensor, uniform_pred: torch.Tensor, alpha: torch.Tensor,
+             importance: dict[str, torch.Tensor], tvd: torch.Tensor, erased: dict[str, dict], settings: Settings) -> None:
+    lengths = mask.sum(-1).tolist()
+    for i, n in enumerate(lengths):
+        a = alpha[i, mask[i]].double().numpy()  # (n,)
+        out.ids.append(int(batch["ids"][i]))
+        out.length.append(int(n))
+        out.correct.append(bool(predicted[i] == labels[i]))
+        out.uniform_correct.append(bool(uniform_pred[i] == labels[i]))
+        out.max_attention.append(float(a.max()))
+        out.permutation_tvd.append(float(tvd[i]))
+        entropy = float(-(a[a > 0] * np.log(a[a > 0])).sum())
+        out.entropy.append(entropy)
+        for name, values in importance.items():
+            imp = values[i, mask[i]].double().numpy()
+            tau, p = stats.kendalltau(a, imp) if n >= 2 else (float("nan"), float("nan"))
+            k = min(settings.top_k, n)
+            top = len(set(np.argsort(-a)[:k]) & set(np.argsort(-imp)[:k])) / k
+            out.tau[name].append(float(tau))
+            out.p[name].append(float(p))
+            out.overlap[name].append(float(top) if n >= 2 else float("nan"))
+        for key in out.comprehensiveness:
+            out.comprehensiveness[key].append(float(erased["comprehensiveness"][key][i]))
+            out.sufficiency[key].append(float(erased["sufficiency"][key][i]))
+
+
+def delete_tokens(ids: torch.Tensor, mask: torch.Tensor, drop: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, ...]:
+    """The rows with the `drop` positions (N, T) removed: kept tokens shift left in order, the rest is padding."""
+    keep = mask & ~drop  # (N, T)
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept positions first, in order
+    kept = keep.gather(1, order)  # (N, T)
+    return ids.gather(1, order).masked_fill(~kept, pad_id), kept
+
+
+def _deleted_probabilities(probabilities: Callable, ids: torch.Tensor, mask: torch.Tensor, drop: torch.Tensor,
+                           pad_id: int, chunk: int) -> torch.Tensor:
+    """p(. | row with `drop` deleted) for every row, in chunks of `chunk` rows: (N, C)."""
+    parts = []
+    for start in range(0, ids.size(0), chunk):
+        new_ids, new_mask = delete_tokens(ids[start:start + chunk], mask[start:start + chunk],
+                                          drop[start:start + chunk], pad_id)
+        parts.append(probabilities(new_ids, new_mask))
+    return torch.cat(parts)
+
+
+def leave_one_out(probabilities: Callable, ids: torch.Tensor, mask: torch.Tensor, probs: torch.Tensor, pad_id: int,
+                  chunk: int) -> torch.Tensor:
+    """TVD between p(.|x) and p(.|x without token t), for every real token t of rows with >= 2 tokens: (B, T)."""
+    B, T = ids.shape
+    rows, cols = torch.nonzero(mask & (mask.sum(-1, keepdim=True) >= 2), as_tuple=True)  # (N,), (N,)
+    loo = torch.zeros(B, T)
+    if rows.numel() == 0:
+        return loo
+    drop = torch.zeros(rows.numel(), T, dtype=torch.bool)
+    drop[torch.arange(rows.numel()), cols] = True
+    deleted = _deleted_probabilities(probabilities, ids[rows], mask[rows], drop, pad_id, chunk)  # (N, C)
+    loo[rows, cols] = 0.5 * (deleted - probs[rows]).abs().sum(-1)
+    return loo
+
+
+def permute_weights(weights: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, H, 1, T) weights with each row's real-token weights shuffled among its real tokens (one permutation per
+    row, the same for every head); padding keeps its zero weight."""
+    B, T = mask.shape
+    noise = torch.rand(B, T, generator=generator) + (~mask).float() * 2  # real tokens first after sorting
+    source = noise.argsort(dim=1)  # (B, T): real positions in random order, then padding
+    target = (~mask).to(torch.int8).argsort(dim=1, stable=True)  # (B, T): real positions in order, then padding
+    source, target = (x[:, None, None, :].expand_as(weights) for x in (source, target))  # (B, H, 1, T)
+    return torch.zeros_like(weights).scatter(-1, target, weights.gather(-1, source))
+
+
+def permutation_tvd(attn: nn.Module, head: nn.Module, states: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+                    probs: torch.Tensor, permutations: int, generator: torch.Generator) -> torch.Tensor:
+    """Per row, the median TVD of the output over `permutations` random permutations of its attention: (B,)."""
+    distances = []
+    for _ in range(permutations):
+        permuted = head(attn.mix(permute_weights(weights, mask, generator), states).squeeze(1)).float().softmax(-1)
+        distances.append(0.5 * (permuted - probs).abs().sum(-1))  # (B,)
+    return torch.stack(distances).median(dim=0).values if distances else torch.zeros(states.size(0))
+
+
+def eraser(probabilities: Callable, ids: torch.Tensor, mask: torch.Tensor, probs: torch.Tensor,
+           predicted: torch.Tensor, scores: dict[str, torch.Tensor], settings: Settings, pad_id: int) -> dict:
+    """{"comprehensiveness"|"sufficiency": {(ranking, fraction): (B,) values, NaN for rows of < 2 tokens}}."""
+    B, T = ids.shape
+    n = mask.sum(-1)  # (B,)
+    p_y = probs.gather(1, predicted[:, None])[:, 0]  # (B,)
+    result: dict[str, dict] = {"comprehensiveness": {}, "sufficiency": {}}
+    for ranking, score in scores.items():
+        rank = score.masked_fill(~mask, float("-inf")).argsort(dim=1, descending=True).argsort(dim=1)  # (B, T)
+        for fraction in settings.fractions:
+            k = (fraction * n).round().clamp(min=1)  # (B,)
+            k = torch.minimum(k, (n - 1).clamp(min=1))[:, None]  # removing every token leaves nothing to encode
+            top = (rank < k) & mask  # (B, T)
+            valid = n >= 2
+            without = _deleted_probabilities(probabilities, ids, mask, top, pad_id, settings.chunk)
+            only = _deleted_probabilities(probabilities, ids, mask, mask & ~top, pad_id, settings.chunk)
+            comp = p_y - without.gather(1, predicted[:, None])[:, 0]
+            suff = p_y - only.gather(1, predicted[:, None])[:, 0]
+            nan = torch.tensor(float("nan"))
+            result["comprehensiveness"][(ranking, fraction)] = torch.where(valid, comp, nan)
+            result["sufficiency"][(ranking, fraction)] = torch.where(valid, suff, nan)
+    return result
+
+
+# ---- summary -----------------------------------------------------------------------------------------------------
+
+
+def _describe(values: list[float]) -> dict[str, Any]:
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"n": 0, "mean": None, "std": None, "median": None}
+    return {"n": int(x.size), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else None,
+            "median": float(np.median(x))}
+
+
+def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
+    """The explain.json "pooling" block: every diagnostic's distribution over the test set."""
+    n = len(ex.ids)
+    short = sum(1 for length in ex.length if length < 2)
+    agreement = {}
+    for name in IMPORTANCES:
+        p = np.asarray(ex.p[name], dtype=np.float64)
+        finite = np.isfinite(p)
+        agreement[name] = {"tau": _describe(ex.tau[name]),
+                           "significant_share": float((p[finite] < SIGNIFICANCE).mean()) if finite.any() else None,
+                           f"top{settings.top_k}_overlap": _describe(ex.overlap[name])}
+    accuracy = float(np.mean(ex.correct)) if n else None
+    uniform = float(np.mean(ex.uniform_correct)) if n else None
+    faithfulness = {
+        ranking: {f"{measure}@{fraction:g}": _describe(getattr(ex, measure)[(ranking, fraction)])["mean"]
+                  for measure in ("comprehensiveness", "sufficiency") for fraction in settings.fractions}
+        for ranking in RANKINGS
+    }
+    lengths = np.maximum(np.asarray(ex.length, dtype=np.float64), 2)
+    return {
+        "examples": n, "skipped_short": short,
+        "agreement": agreement,
+        "permutation": {"median_tvd": _describe(ex.permutation_tvd), "max_attention": _describe(ex.max_attention)},
+        "uniform": {"accuracy": accuracy, "uniform_accuracy": uniform,
+                    "drop": None if accuracy is None else accuracy - uniform},
+        "eraser": faithfulness,
+        "entropy": {"nats": _describe(ex.entropy),
+                    "normalized": _describe(list(np.asarray(ex.entropy) / np.log(lengths)))},
+    }
