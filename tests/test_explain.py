@@ -175,3 +175,18 @@ def test_examples_of_one_token_are_skipped_not_failed():
 def test_explain_true_is_refused_for_seq2seq_before_any_work(capsys):
     assert main(["config", "task=translation", "explain=true"]) == 2
     assert "explain=true covers classification tasks so far" in capsys.readouterr().err
+
+
+def test_the_table_gives_the_mean_over_seeds_and_its_t_interval(tmp_path):
+    from attnbench.suite.explain_table import collect, render
+
+    for seed, tau in ((1, 0.2), (2, 0.3), (3, 0.4)):
+        folder = tmp_path / f"additive-s{seed}"
+        folder.mkdir()
+        pooling = {"agreement": {"gradient": {"tau": {"mean": tau}, "significant_share": 0.5}}}
+        (folder / "explain.json").write_text(json.dumps({"model": "rnn", "attention": "additive", "pooling": pooling}))
+    found = collect(tmp_path)
+    half = stats.t.ppf(0.975, 2) * 0.1 / np.sqrt(3)
+    row = next(line for line in render(found, "t").splitlines() if line.startswith("| tau vs gradient"))
+    assert row == f"| tau vs gradient | {0.3:.3g} [{0.3 - half:.3g}, {0.3 + half:.3g}] |"
+    assert "rnn additive (n=3)" in render(found, "t")
