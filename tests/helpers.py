@@ -28,3 +28,10 @@ TINY = ["task.limits.train=200", "task.limits.validation=32", "task.limits.test=
 def run_record(out: Path) -> dict:
     (path,) = out.glob("*/metrics.json")
     return json.loads(path.read_text())
+
+
+def assert_one_line_naming(message: str, *parts: str) -> None:
+    """A data error is one line that names every one of `parts` (the file, the line, the field, the fix)."""
+    for part in parts:
+        assert part in message, (part, message)
+    assert "\n" not in message

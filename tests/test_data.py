@@ -24,7 +24,7 @@ from attnbench.data import (
 from attnbench.data.hub import canonicalize
 from attnbench.errors import DataError
 from attnbench.tasks.families import build_datamodule
-from tests.helpers import config, first_lines
+from tests.helpers import assert_one_line_naming, config, first_lines
 
 
 @pytest.fixture(scope="module")
@@ -271,10 +271,7 @@ def test_malformed_line_is_refused_with_file_line_and_field(case, suffix, tmp_pa
     cfg = config(tmp_path / "data", tmp_path / "cache", "task.source=local")
     with pytest.raises(DataError) as err:
         load_split(cfg.task, "train", str(tmp_path / "data"), str(tmp_path / "cache"))
-    message = str(err.value)
-    for part in [str(path), "line 3", *expected]:
-        assert part in message, (part, message)
-    assert "\n" not in message
+    assert_one_line_naming(str(err.value), str(path), "line 3", *expected)
     assert not (tmp_path / "cache" / "datasets").exists() or not any((tmp_path / "cache" / "datasets").rglob("*.arrow"))
 
 

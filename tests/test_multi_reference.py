@@ -28,7 +28,7 @@ from attnbench.metrics.registry import example_statistics, score_from_sums
 from attnbench.metrics.scoring import ROUGE_TYPES, corpus_bleu, rouge_scores, summary_sentences
 from attnbench.suite.records import read_checked_predictions
 from attnbench.tasks.families import prediction_row
-from tests.helpers import config
+from tests.helpers import assert_one_line_naming, config
 
 HYPS = ["the cat sat on the mat .", "a dog runs in the park", "two men are playing chess outside"]
 REFS3 = [
@@ -200,10 +200,7 @@ def test_bad_reference_is_refused_with_file_line_and_field(case, tmp_path):
     cfg = toy_config(tmp_path / "data", tmp_path / "cache", f"{{src: en, tgt: {tgt}}}")
     with pytest.raises(DataError) as err:
         load_split(cfg.task, "train", str(tmp_path / "data"), str(tmp_path / "cache"))
-    message = str(err.value)
-    for part in [str(path), "line 3", *expected]:
-        assert part in message, (part, message)
-    assert "\n" not in message
+    assert_one_line_naming(str(err.value), str(path), "line 3", *expected)
 
 
 @pytest.mark.parametrize(("columns", "expected"), [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import asdict
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
         "run_id": record.get("run_id"), "attention": record.get("attention"), "model": record.get("model"),
         "task": record.get("task"), "seed": record.get("seed"), "checkpoint": str(checkpoint.relative_to(run_dir)),
         "settings": {**asdict(settings), "batch_size": batch_size, "precision": "32-true", "split": "test"},
-        "versions": {**versions(), **_versions(EXPLAIN_PACKAGES)},
+        "versions": versions(EXPLAIN_PACKAGES),
         "pooling": summarize(examples, settings),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -111,16 +110,6 @@ def _test_batches(data, batch_size: int):
                   key=lambda r: (-len(r["input_ids"]), r["id"]))
     for start in range(0, len(rows), batch_size):
         yield collate_classification(rows[start:start + batch_size], data.pad_id)
-
-
-def _versions(names: tuple[str, ...]) -> dict[str, str | None]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _arrays(ex: Examples) -> bytes:

@@ -81,8 +81,7 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
             pending.append((baseline, run_dir))
     if not pending:
         return results
-    splits = {split: load_split(cfg.task, split, cfg.data_dir, cfg.cache_dir) for split in ("train", "test")}
-    train, test = ({c: list(ds[c]) for c in ds.column_names} for ds in (splits["train"], splits["test"]))
+    train, test = canonical_columns(cfg)
     for baseline, run_dir in pending:
         started_at = now()
         predictions = baseline.predict(train, test)
@@ -113,6 +112,13 @@ def run_baselines(cfg: DictConfig) -> list[BaselineResult]:
     return results
 
 
+def canonical_columns(cfg: DictConfig) -> tuple[dict[str, list], dict[str, list]]:
+    """The canonical train and test splits as columns (name -> values): what a baseline predicts from."""
+    splits = [load_split(cfg.task, split, cfg.data_dir, cfg.cache_dir) for split in ("train", "test")]
+    train, test = ({c: list(ds[c]) for c in ds.column_names} for ds in splits)
+    return train, test
+
+
 def score(cfg: DictConfig, predictions: list[Any], golds: list[Any]) -> tuple[dict[str, float], dict[str, str]]:
     """The test metrics of `predictions`, computed as a model run computes them (same libraries, same settings)."""
     return family(cfg).score(cfg, predictions, golds)
@@ -124,4 +130,4 @@ def _task_only(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep), resolve=True))
 
 
-__all__ = ["BaselineResult", "baseline_folders", "baseline_id", "data_key", "run_baselines", "score"]
+__all__ = ["BaselineResult", "baseline_folders", "canonical_columns", "baseline_id", "data_key", "run_baselines", "score"]

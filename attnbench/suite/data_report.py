@@ -22,10 +22,11 @@ from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
 from attnbench.config.families import FAMILIES
-from attnbench.data.sources import load_split, split_sources
+from attnbench.data.sources import split_sources
 from attnbench.data.tokenizer import BYTE_TOKENS, UNK
 from attnbench.metrics.baselines import baselines_for
 from attnbench.metrics.registry import percent
+from attnbench.suite.baseline import canonical_columns
 from attnbench.tasks.families import build_datamodule, family
 
 _BYTES = frozenset(BYTE_TOKENS)
@@ -93,8 +94,7 @@ def baseline_scores(cfg: DictConfig) -> dict[str, dict[str, float]]:
     baselines = baselines_for(cfg.task.family, cfg.task.scorer)
     if not baselines:
         return {}
-    splits = {split: load_split(cfg.task, split, cfg.data_dir, cfg.cache_dir) for split in ("train", "test")}
-    train, test = ({c: list(ds[c]) for c in ds.column_names} for ds in (splits["train"], splits["test"]))
+    train, test = canonical_columns(cfg)
     built = family(cfg)
     return {b.name: built.score(cfg, b.predict(train, test), built.golds(test))[0] for b in baselines}
 

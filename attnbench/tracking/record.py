@@ -149,9 +149,10 @@ def git_state(repo: Path | None = None) -> dict[str, Any]:
 RECIPE_FOLDERS = ("configs", "experiments")
 
 
-def versions() -> dict[str, str | None]:
+def versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Python's and each package's version (PACKAGES, then `extra`); None for one that is not installed."""
     found: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *extra):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
