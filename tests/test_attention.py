@@ -175,6 +175,27 @@ class QueryIndexBias(TinyAttention):
         return super().forward(query, key, value, mask, need_weights, causal)
 
 
+class MixIgnoresWeights(TinyAttention):
+    description: ClassVar[str] = "broken: mix averages the values whatever the weights"
+
+    def mix(self, weights, value):
+        return value.mean(1, keepdim=True).expand(-1, weights.size(2), -1)
+
+
+class ScaledValues(TinyAttention):
+    description: ClassVar[str] = "broken: prepare doubles the values and mix(prepared=True) doubles them again"
+
+    def prepare(self, key, value):
+        return key, 2 * value
+
+    def mix(self, weights, value, prepared=False):
+        return weights[:, 0] @ (2 * value)
+
+    def forward(self, query, key, value, mask=None, need_weights=False, causal=False, prepared=False):
+        key, value = (key, value) if prepared else self.prepare(key, value)
+        return super().forward(query, key, value, mask, need_weights, causal)
+
+
 class NoOutDim(TinyAttention):
     description: ClassVar[str] = "broken: no out_dim"
 
@@ -191,6 +212,8 @@ class NoOutDim(TinyAttention):
     (DropoutInEval, "dropout=0.5 in eval mode"),
     (Detached, "no gradient reached parameter 'temperature'"),
     (NoOutDim, "out_dim"),
+    (MixIgnoresWeights, "mix\\(weights, value\\) with forward's own weights.*differs"),
+    (ScaledValues, "mix\\(weights, value, prepared=True\\) over prepare's values"),
     (PreparedTwice, "prepared == raw keys.*outputs differ"),
     (MixesTime, "concatenating prepared chunks along time"),
     (QueryIndexBias, "incremental decoding.*row 1 of causal attention"),

@@ -30,9 +30,10 @@ class Dot(nn.Module):
         """Nothing to cache: keys and values are used as given."""
         return key, value  # (B, Tk, Dk), (B, Tk, Dv)
 
-    def mix(self, weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """The output for given weights (B, 1, Tq, Tk) over raw values (B, Tk, Dv): what forward returns with its
-        own weights in eval mode, so diagnostics can swap the weights (uniform, permuted) and keep the rest."""
+    def mix(self, weights: torch.Tensor, value: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """The output for given weights (B, 1, Tq, Tk) over values (B, Tk, Dv): what forward returns with its
+        own weights in eval mode, so diagnostics can swap the weights (uniform, permuted) and keep the rest.
+        `prepare` hands values back unchanged, so prepared and raw values are the same here."""
         return AF.mix_values(weights, value)  # (B, Tq, Dv)
 
     def forward(

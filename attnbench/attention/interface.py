@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 
-def _accepts(function: Any, keyword: str) -> bool:
+def accepts(function: Any, keyword: str) -> bool:
     parameters = inspect.signature(function).parameters.values()
     return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _has_full_interface(cls: type) -> bool:
-    return callable(getattr(cls, "prepare", None)) and _accepts(cls.forward, "causal")
+    return callable(getattr(cls, "prepare", None)) and accepts(cls.forward, "causal")
 
 
 class _FullInterface(nn.Module):
@@ -68,7 +68,7 @@ class _FullInterface(nn.Module):
 def _extended(cls: type[nn.Module]) -> type[nn.Module]:
     namespace = {
         "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__, "_variant": cls,
-        "_prepares": callable(getattr(cls, "prepare", None)), "_takes_causal": _accepts(cls.forward, "causal"),
+        "_prepares": callable(getattr(cls, "prepare", None)), "_takes_causal": accepts(cls.forward, "causal"),
     }
     return type(cls.__name__, (_FullInterface, cls), namespace)
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from attnbench.attention import functional as AF
+from attnbench.attention.interface import accepts
 from attnbench.attention.registry import build_attention
 
 
@@ -53,18 +54,24 @@ class MultiHead(nn.Module):
         k, v = self.score.prepare(k, v)  # (B*H, Tk, X), (B*H, Tk, Xv)
         return AF.unfold_heads(k, B), AF.unfold_heads(v, B)  # (B, Tk, H, X), (B, Tk, H, Xv)
 
-    def mix(self, weights: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """The output for given per-head weights (B, H, Tq, Tk) over raw values (B, Tk, Dv): forward's value path
-        (V projection, the score's own mix per head, output projection) in eval mode; a query row whose weights
-        are all zero attended to nothing and is zero, as in forward."""
+    def mix(self, weights: torch.Tensor, value: torch.Tensor, prepared: bool = False) -> torch.Tensor:
+        """The output for given per-head weights (B, H, Tq, Tk) over raw values (B, Tk, Dv), or over values out of
+        `prepare` (B, Tk, H, Xv) when `prepared`: forward's value path (V projection, the score's own mix per
+        head, output projection) in eval mode; a query row whose weights are all zero attended to nothing and is
+        zero, as in forward."""
         (B, H, Tq, Tk), score_mix = weights.shape, getattr(self.score, "mix", None)
         if H != self.heads:
             raise ValueError(f"weights have {H} heads, this MultiHead has {self.heads}: pass (B, H, Tq, Tk) weights")
         if score_mix is None:
             raise NotImplementedError(f"the score {type(self.score).__qualname__} has no mix(weights, value): add "
                                       "one to swap MultiHead's weights (attnbench explain's counterfactuals need it)")
-        v = AF.fold_heads(self.v_proj(value).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
-        out = score_mix(weights.reshape(B * H, 1, Tq, Tk), v)  # (B*H, Tq, Do)
+        if prepared:  # per head through the score's own prepare: tell its mix so (a mix without the keyword
+            # belongs to a score whose prepare leaves values as they are)
+            extra = {"prepared": True} if accepts(score_mix, "prepared") else {}
+            out = score_mix(weights.reshape(B * H, 1, Tq, Tk), AF.fold_heads(value), **extra)  # (B*H, Tq, Do)
+        else:
+            v = AF.fold_heads(self.v_proj(value).view(B, Tk, H, -1))  # (B*H, Tk, Dh)
+            out = score_mix(weights.reshape(B * H, 1, Tq, Tk), v)  # (B*H, Tq, Do)
         out = self.out_proj(AF.unfold_heads(out, B).reshape(B, Tq, -1))  # (B, Tq, Dq)
         empty = weights.sum(dim=(1, -1))[..., None] == 0  # (B, Tq, 1)
         return out.masked_fill(empty, 0.0)

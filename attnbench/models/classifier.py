@@ -35,6 +35,11 @@ class Classifier(nn.Module):
         self.pooling = pooling
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.out_dim, num_labels))
 
+    def attention_modules(self) -> dict[str, str]:
+        """{map name: submodule path} of every attention that makes one of forward's maps (attention/override.py)."""
+        encoder = getattr(self.encoder, "attention_modules", dict)()
+        return {**{name: f"encoder.{path}" for name, path in encoder.items()}, "pooling": "pooling.attn"}
+
     def forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

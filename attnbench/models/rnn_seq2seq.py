@@ -172,6 +172,10 @@ class RNNSeq2Seq(nn.Module):
     def reorder(self, state: RNNState | Memory, index: torch.Tensor) -> RNNState | Memory:
         return reorder_rows(state, index)
 
+    def attention_modules(self) -> dict[str, str]:
+        """{map name: submodule path} of the attention behind the decoder's map (attention/override.py)."""
+        return {"cross_attention.layer0": "decoder.attn"}
+
     def forward(
         self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor, tgt_mask: torch.Tensor,
         need_weights: bool = False,

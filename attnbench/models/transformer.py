@@ -74,6 +74,10 @@ class TransformerEncoder(nn.Module):
         self.max_positions = max_positions
         self.out_dim = d_model
 
+    def attention_modules(self) -> dict[str, str]:
+        """{map name: submodule path} of the attentions behind forward's maps (attention/override.py)."""
+        return {f"self_attention.layer{i}": f"layers.{i}.attn" for i in range(len(self.layers))}
+
     def forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

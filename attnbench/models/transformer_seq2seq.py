@@ -150,6 +150,14 @@ class TransformerSeq2Seq(nn.Module):
     def reorder(self, state: TransformerState | Memory, index: torch.Tensor) -> TransformerState | Memory:
         return reorder_rows(state, index)
 
+    def attention_modules(self) -> dict[str, str]:
+        """{map name: submodule path} of the attentions behind the decoder's maps (attention/override.py)."""
+        names = {}
+        for i in range(len(self.layers)):
+            names[f"self_attention.layer{i}"] = f"layers.{i}.self_attn"
+            names[f"cross_attention.layer{i}"] = f"layers.{i}.cross_attn"
+        return names
+
     def forward(
         self, src: torch.Tensor, src_mask: torch.Tensor, tgt_in: torch.Tensor, tgt_mask: torch.Tensor,
         need_weights: bool = False,

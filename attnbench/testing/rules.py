@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnbench.attention.interface import accepts
 from attnbench.testing.contract import (
     Contract, backward_is_finite, check_output, check_rows, fully_masked_cases, mask_cases,
 )
@@ -190,7 +191,8 @@ def check_batch_one(c: Contract, module: nn.Module) -> None:
 
 def check_mix(c: Contract, module: nn.Module) -> None:
     """A variant with `mix(weights, value)` (optional: attnbench explain's counterfactual weights need it) gives
-    forward's output when handed forward's own weights, with and without masks, in eval mode. NotImplementedError
+    forward's output when handed forward's own weights, with and without masks, in eval mode, and so does
+    `mix(weights, prepared_value, prepared=True)` where mix takes that keyword. NotImplementedError
     from mix means it cannot (MultiHead over a score without mix) and is not a failure."""
     mix = getattr(module, "mix", None)
     if mix is None:
@@ -212,3 +214,8 @@ def check_mix(c: Contract, module: nn.Module) -> None:
                        "mix takes (B, H, Tq, Tk) weights and the raw (B, Tk, Dv) values")
             c.close(mixed, out, f"{rule}: differs from forward's output",
                     "mix must run forward's value path on the given weights")
+            if accepts(mix, "prepared"):  # a decoder's cached values, as attention/override.py hands them over
+                key, value = module.prepare(k, v)
+                c.close(mix(weights, value, prepared=True), out,
+                        f"mix(weights, value, prepared=True) over prepare's values, {label}: differs from forward's "
+                        "output", "with prepared=True mix reads the values that prepare returned")
