@@ -13,12 +13,14 @@ from scipy import stats
 from torch import nn
 
 from attnbench.attention import Dot
+from attnbench.attention.override import override_attention, uniform_weights
 from attnbench.cli import main
 from attnbench.config import load_config, to_yaml
 from attnbench.data.batching import collate_classification
 from attnbench.explain.classification import (
-    Examples, Settings, delete_tokens, explain_batches, permute_weights, summarize,
+    Examples, Settings, delete_tokens, explain_batches, permute_weights, summarize, token_scores,
 )
+from attnbench.models import build_classifier
 from attnbench.models.classifier import AttentionPooling, Classifier
 from tests.helpers import TINY, run_record
 
@@ -130,10 +132,64 @@ def test_deleting_and_permuting_keep_the_real_tokens():
         assert torch.equal(permuted[row, 0], permuted[row, 1])  # one permutation for every head
 
 
-def test_explain_on_a_tiny_real_run(data_dir, tmp_path, capsys):
+def test_token_scores_are_the_received_attention_and_the_row_entropy():
+    weights = torch.tensor([[[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]]]])  # (1, 1, 3, 3), row 2 padding
+    mask = torch.tensor([[True, True, False]])
+    received, entropy = token_scores(weights, mask)
+    torch.testing.assert_close(received, torch.tensor([[[0.75, 0.25, 0.0]]]))
+    torch.testing.assert_close(entropy, torch.tensor([[np.log(2) / 2]], dtype=torch.float32))
+    pooled, pooled_entropy = token_scores(weights[:, :, :1], mask)  # one query: its own weights
+    torch.testing.assert_close(pooled, weights[:, :, 0])
+
+
+def test_every_self_attention_layer_and_head_is_explained_on_a_transformer():
+    torch.manual_seed(0)
+    block = {"name": "transformer", "embed_dim": 8, "ff_dim": 16, "num_layers": 2, "dropout": 0.0,
+             "max_positions": 16}
+    attention = {"name": "multihead", "impl": None, "heads": 2, "score": "scaled_dot", "dropout": 0.0,
+                 "hidden_dim": None, "kwargs": {}}
+    model = build_classifier(block, attention, vocab_size=6, num_labels=2, pad_id=PAD).eval()
+    ex = explain_batches(model, one_token_batches(), PAD, SMALL)
+    names = {"pooling", "self_attention.layer0", "self_attention.layer1"}
+    assert set(ex.maps) == {(n, k) for n in names for k in ("mean", "head0", "head1")}
+    (batch,) = list(one_token_batches())
+    ids, mask = batch["input_ids"], batch["mask"]
+    with torch.no_grad():
+        _, maps = model(ids, mask, need_weights=True)
+        with override_attention(model, {"self_attention.layer1": uniform_weights}):
+            uniform = model(ids, mask)[0].argmax(-1)
+    # head 1 of layer 1 by hand: the attention each token receives from the real queries, against gradient x input
+    received = (maps["self_attention.layer1"][:, 1] * mask[:, :, None]).sum(1) / mask.sum(-1, keepdim=True)
+    grad = np.asarray(ex.maps[("pooling", "mean")].tau["gradient"])  # pooling head mean == the pooling fields
+    assert np.allclose(grad, ex.tau["gradient"], equal_nan=True)
+    for i in range(3):
+        n = int(mask[i].sum())
+        importance = captum_gradient(model, ids, mask)[i, :n].numpy()
+        tau, p = stats.kendalltau(received[i, :n].numpy(), importance)
+        assert ex.maps[("self_attention.layer1", "head1")].tau["gradient"][i] == pytest.approx(tau, abs=1e-6)
+    summary = summarize(ex, SMALL)["maps"]
+    assert summary["self_attention.layer1"]["uniform"]["uniform_accuracy"] == pytest.approx(
+        float((uniform == batch["labels"]).float().mean()))
+    assert "uniform" not in summary["pooling"] and summary["pooling"]["head0"]["entropy"]["nats"]["n"] == 3
+
+
+def captum_gradient(model, ids, mask):
+    """|gradient x input| summed over the embedding, for the predicted class: what explain_batches takes."""
+    def probabilities(ids, mask):
+        return model(ids, mask)[0].softmax(-1)
+
+    with torch.no_grad():
+        predicted = probabilities(ids, mask).argmax(-1)
+    return LayerGradientXActivation(probabilities, model.encoder.embed).attribute(
+        ids, target=predicted, additional_forward_args=(mask,)).sum(-1).abs().detach()
+
+
+@pytest.mark.parametrize("model", ["rnn additive", "transformer multihead"])
+def test_explain_on_a_tiny_real_run(model, data_dir, tmp_path, capsys):
     out = tmp_path / "runs"
-    assert main(["run", "task=sentiment", "attention=additive", f"data_dir={data_dir}", f"cache_dir={tmp_path / 'c'}",
-                 f"output_dir={out}", "explain=true", *TINY]) == 0  # a run (or a sweep cell) explains itself
+    backbone, variant = model.split()
+    assert main(["run", "task=sentiment", f"model={backbone}", f"attention={variant}", f"data_dir={data_dir}",
+                 f"cache_dir={tmp_path / 'c'}", f"output_dir={out}", "explain=true", *TINY]) == 0  # explains itself
     (run_dir,) = out.iterdir()
     assert "tau(attention, gradient)" in capsys.readouterr().out and (run_dir / "explain.json").is_file()
     (run_dir / "explain.json").unlink()
@@ -148,6 +204,12 @@ def test_explain_on_a_tiny_real_run(data_dir, tmp_path, capsys):
     arrays = np.load(run_dir / "explain.npz")
     assert arrays["tau.gradient"].shape == (32,)
     assert (run_dir / "explain_tau.png").stat().st_size > 1000
+    layers = [name for name in report["maps"] if name.startswith("self_attention")]
+    assert (backbone == "transformer") == bool(layers)
+    for name in layers:
+        assert report["maps"][name]["mean"]["agreement"]["gradient"]["tau"]["n"] > 0
+        assert "drop" in report["maps"][name]["uniform"]
+        assert arrays[f"{name}.head0.tau.gradient"].shape == (32,)
 
 
 @pytest.mark.parametrize("damage", ["failed", "running", "no checkpoint"])

@@ -15,6 +15,12 @@ For each test example (B batch, T tokens, n real tokens, H heads, C classes; the
                  tokens only) for k = fraction * n, for the attention, gradient, IG and a random ranking
                  (DeYoung et al. 2020); tokens are deleted, not masked, so the encoder never sees them
   entropy        H(alpha) in nats and H / log n
+  per map/head   the same agreement (tau, significant share, top-k overlap) and entropy for each head of a
+                 multi-head pooling and for each self-attention layer of a transformer, by head and for the
+                 head mean; a self-attention map scores token j by the attention it receives (the mean of
+                 column j over the real query rows), its entropy is the mean over those rows; and per layer the
+                 accuracy when that layer's weights are uniform (attention/override.py), the gradient, IG and
+                 leave-one-out importances being the model's own (as for the pooling)
 
 Deleting a token from an example of one token would leave nothing to encode, so leave-one-out, tau and ERASER
 skip examples with fewer than two tokens (their count is reported).
@@ -32,6 +38,8 @@ from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 from scipy import stats
 from torch import nn
 
+from attnbench.attention.override import override_attention, uniform_weights
+
 IMPORTANCES = ("gradient", "loo", "ig")
 RANKINGS = ("attention", "gradient", "ig", "random")
 SIGNIFICANCE = 0.05
@@ -45,6 +53,33 @@ class Settings:
     top_k: int = 5  # top-k overlap (k = min(top_k, n))
     seed: int = 0  # permutations and the random ranking
     chunk: int = 512  # sequences per forward pass when deleting tokens
+
+
+@dataclass
+class Agreement:
+    """One attention map (a head, or the head mean) against every importance, per example."""
+
+    tau: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    p: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    overlap: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
+    entropy: list[float] = field(default_factory=list)
+
+    def add(self, scores: np.ndarray, importance: dict[str, np.ndarray], entropy: float, top_k: int) -> None:
+        """scores (n,) of one example's real tokens against each importance (n,)."""
+        self.entropy.append(entropy)
+        for name, imp in importance.items():
+            for values, value in zip((self.tau[name], self.p[name], self.overlap[name]), agree(scores, imp, top_k)):
+                values.append(value)
+
+
+def agree(scores: np.ndarray, importance: np.ndarray, top_k: int) -> tuple[float, float, float]:
+    """(Kendall tau, its p, top-k overlap) of two scorings of one example's n real tokens; NaN when n < 2."""
+    n = scores.size
+    if n < 2:
+        return float("nan"), float("nan"), float("nan")
+    tau, p = stats.kendalltau(scores, importance)
+    k = min(top_k, n)
+    return float(tau), float(p), len(set(np.argsort(-scores)[:k]) & set(np.argsort(-importance)[:k])) / k
 
 
 @dataclass
@@ -64,6 +99,11 @@ class Examples:
     # (ranking, fraction) -> per example comprehensiveness / sufficiency (NaN where skipped)
     comprehensiveness: dict[tuple[str, float], list[float]] = field(default_factory=dict)
     sufficiency: dict[tuple[str, float], list[float]] = field(default_factory=dict)
+    # (map name, "mean" | "head{h}") -> agreement of that map with the importances; the pooling's head mean is
+    # the fields above, so "pooling" appears here only with several heads
+    maps: dict[tuple[str, str], Agreement] = field(default_factory=dict)
+    # self-attention map name -> per example, correct with that layer's weights uniform
+    layer_uniform_correct: dict[str, list[bool]] = field(default_factory=dict)
 
 
 def pooling_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
@@ -98,9 +138,13 @@ def explain_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
     for batch in batches:
         ids, mask, labels = batch["input_ids"], batch["mask"], batch["labels"]
         with torch.no_grad():
-            states, _ = encoder(ids, mask, False)  # (B, T, D)
+            states, maps = encoder(ids, mask, True)  # (B, T, D), {self_attention.layer{i}: (B, H, T, T)}
             pooled, weights = pooling(states, mask, need_weights=True)  # (B, D), (B, H, 1, T)
             probs = head(pooled).float().softmax(-1)  # (B, C)
+            layer_pred = {}
+            for name in maps:  # each self-attention layer uniform in turn, the rest of the model as trained
+                with override_attention(model, {name: uniform_weights}):
+                    layer_pred[name] = probabilities(ids, mask).argmax(-1)  # (B,)
         predicted = probs.argmax(-1)  # (B,)
         alpha = weights.float().mean(1)[:, 0]  # (B, T)
         grad = gradient.attribute(ids, target=predicted, additional_forward_args=(mask,)).sum(-1).abs().detach()  # (B, T)
@@ -114,9 +158,42 @@ def explain_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             random = torch.rand(ids.shape, generator=generator)
             scores = {"attention": alpha, "gradient": grad, "ig": ig, "random": random}
             erased = eraser(probabilities, ids, mask, probs, predicted, scores, settings, pad_id)
-        _collect(out, batch, mask, predicted, labels, uniform_pred, alpha, {"gradient": grad, "loo": loo, "ig": ig},
-                 tvd, erased, settings)
+        importance = {"gradient": grad, "loo": loo, "ig": ig}
+        _collect(out, batch, mask, predicted, labels, uniform_pred, alpha, importance, tvd, erased, settings)
+        if weights.size(1) > 1:
+            maps = {"pooling": weights, **maps}
+        _collect_maps(out, maps, mask, importance, predicted, labels, layer_pred, settings)
     return out
+
+
+def token_scores(weights: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A map's score per key token and its entropy, per head: weights (B, H, Tq, T) -> (B, H, T), (B, H).
+
+    One query (pooling): its weights and their entropy. Several (self-attention): the attention each token
+    receives, averaged over the real query rows, and the mean entropy of those rows."""
+    weights = weights.float()
+    rows = mask[:, None, :, None].to(weights.dtype) if weights.size(2) > 1 else torch.ones_like(weights[..., :1])
+    count = rows.sum(2).clamp(min=1)  # (B, 1|H, 1)
+    received = (weights * rows).sum(2) / count  # (B, H, T)
+    logs = torch.where(weights > 0, weights.clamp(min=1e-30).log(), torch.zeros_like(weights))
+    entropy = (-(weights * logs).sum(-1, keepdim=True) * rows).sum(2)[..., 0] / count[..., 0]  # (B, H)
+    return received, entropy
+
+
+def _collect_maps(out: Examples, maps: dict[str, torch.Tensor], mask: torch.Tensor,
+                  importance: dict[str, torch.Tensor], predicted: torch.Tensor, labels: torch.Tensor,
+                  layer_pred: dict[str, torch.Tensor], settings: Settings) -> None:
+    lengths = mask.sum(-1).tolist()
+    for name, weights in maps.items():
+        heads = {f"head{h}": weights[:, h:h + 1] for h in range(weights.size(1))}
+        for key, w in {"mean": weights.float().mean(1, keepdim=True), **heads}.items():
+            scores, entropy = token_scores(w, mask)  # (B, 1, T), (B, 1)
+            agreement = out.maps.setdefault((name, key), Agreement())
+            for i, n in enumerate(lengths):
+                real = {k: v[i, mask[i]].double().numpy() for k, v in importance.items()}
+                agreement.add(scores[i, 0, mask[i]].double().numpy(), real, float(entropy[i, 0]), settings.top_k)
+    for name, pred in layer_pred.items():
+        out.layer_uniform_correct.setdefault(name, []).extend((pred == labels).tolist())
 
 
 def _collect(out: Examples, batch: dict[str, torch.Tensor], mask: torch.Tensor, predicted: torch.Tensor,
@@ -134,13 +211,10 @@ def _collect(out: Examples, batch: dict[str, torch.Tensor], mask: torch.Tensor, 
         entropy = float(-(a[a > 0] * np.log(a[a > 0])).sum())
         out.entropy.append(entropy)
         for name, values in importance.items():
-            imp = values[i, mask[i]].double().numpy()
-            tau, p = stats.kendalltau(a, imp) if n >= 2 else (float("nan"), float("nan"))
-            k = min(settings.top_k, n)
-            top = len(set(np.argsort(-a)[:k]) & set(np.argsort(-imp)[:k])) / k
-            out.tau[name].append(float(tau))
-            out.p[name].append(float(p))
-            out.overlap[name].append(float(top) if n >= 2 else float("nan"))
+            tau, p, top = agree(a, values[i, mask[i]].double().numpy(), settings.top_k)
+            out.tau[name].append(tau)
+            out.p[name].append(p)
+            out.overlap[name].append(top)
         for key in out.comprehensiveness:
             out.comprehensiveness[key].append(float(erased["comprehensiveness"][key][i]))
             out.sufficiency[key].append(float(erased["sufficiency"][key][i]))
@@ -241,13 +315,7 @@ def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
     """The explain.json "pooling" block: every diagnostic's distribution over the test set."""
     n = len(ex.ids)
     short = sum(1 for length in ex.length if length < 2)
-    agreement = {}
-    for name in IMPORTANCES:
-        p = np.asarray(ex.p[name], dtype=np.float64)
-        finite = np.isfinite(p)
-        agreement[name] = {"tau": _describe(ex.tau[name]),
-                           "significant_share": float((p[finite] < SIGNIFICANCE).mean()) if finite.any() else None,
-                           f"top{settings.top_k}_overlap": _describe(ex.overlap[name])}
+    agreement = _agreement(ex.tau, ex.p, ex.overlap, settings)
     accuracy = float(np.mean(ex.correct)) if n else None
     uniform = float(np.mean(ex.uniform_correct)) if n else None
     faithfulness = {
@@ -256,6 +324,15 @@ def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
         for ranking in RANKINGS
     }
     lengths = np.maximum(np.asarray(ex.length, dtype=np.float64), 2)
+    maps: dict[str, dict[str, Any]] = {}
+    for (name, key), of_map in ex.maps.items():
+        maps.setdefault(name, {})[key] = {
+            "agreement": _agreement(of_map.tau, of_map.p, of_map.overlap, settings),
+            "entropy": {"nats": _describe(of_map.entropy),
+                        "normalized": _describe(list(np.asarray(of_map.entropy) / np.log(lengths)))}}
+    for name, correct in ex.layer_uniform_correct.items():
+        maps[name]["uniform"] = {"accuracy": accuracy, "uniform_accuracy": float(np.mean(correct)),
+                                 "drop": accuracy - float(np.mean(correct))}
     return {
         "examples": n, "skipped_short": short,
         "agreement": agreement,
@@ -265,4 +342,17 @@ def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
         "eraser": faithfulness,
         "entropy": {"nats": _describe(ex.entropy),
                     "normalized": _describe(list(np.asarray(ex.entropy) / np.log(lengths)))},
+        "maps": maps,
     }
+
+
+def _agreement(tau: dict[str, list[float]], p: dict[str, list[float]], overlap: dict[str, list[float]],
+               settings: Settings) -> dict[str, Any]:
+    block = {}
+    for name in IMPORTANCES:
+        values = np.asarray(p[name], dtype=np.float64)
+        finite = np.isfinite(values)
+        block[name] = {"tau": _describe(tau[name]),
+                       "significant_share": float((values[finite] < SIGNIFICANCE).mean()) if finite.any() else None,
+                       f"top{settings.top_k}_overlap": _describe(overlap[name])}
+    return block

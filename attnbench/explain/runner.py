@@ -2,7 +2,8 @@
 
     run folder (completed record, config.yaml, best checkpoint) -> the run's data module and model, weights of the
     best checkpoint -> every test example, length-sorted batches (explain/classification.py) -> explain.json
-    (settings, library versions, seconds, every diagnostic's distribution), explain.npz (per-example values, for
+    (settings, library versions, seconds, every diagnostic's distribution: "pooling" for the pooling attention's
+    head mean, "maps" per head and per self-attention layer), explain.npz (per-example values, for
     plots and the leaderboard), explain_tau.png and explain_permutation.png
 
 Every file is written atomically and only after the whole computation, so a failure leaves the folder as it was.
@@ -53,7 +54,7 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
         "task": record.get("task"), "seed": record.get("seed"), "checkpoint": str(checkpoint.relative_to(run_dir)),
         "settings": {**asdict(settings), "batch_size": batch_size, "precision": "32-true", "split": "test"},
         "versions": versions(EXPLAIN_PACKAGES),
-        "pooling": summarize(examples, settings),
+        **_blocks(summarize(examples, settings)),
         "seconds": round(time.perf_counter() - started, 2),
     }
     files = {run_dir / "explain.npz": _arrays(examples), run_dir / "explain_tau.png": _tau_plot(examples, cfg),
@@ -62,6 +63,12 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
         write_atomic(path, content)
     write_json(run_dir / "explain.json", report)  # last: its presence says the others are whole
     return report
+
+
+def _blocks(summary: dict[str, Any]) -> dict[str, Any]:
+    """explain.json's "pooling" block (the head mean) and its "maps" block (per head, per self-attention layer)."""
+    maps = summary.pop("maps")
+    return {"pooling": summary, "maps": maps}
 
 
 def summary_lines(report: dict[str, Any], run_dir: Path) -> list[str]:
@@ -79,6 +86,12 @@ def summary_lines(report: dict[str, Any], run_dir: Path) -> list[str]:
         lines.append(f"uniform attention: accuracy {100 * uniform['accuracy']:.2f} -> "
                      f"{100 * uniform['uniform_accuracy']:.2f}; median output TVD under permutation "
                      f"{permutation['median']:.4f}")
+    for name, block in report.get("maps", {}).items():
+        tau, uniform = block["mean"]["agreement"]["gradient"]["tau"], block.get("uniform")
+        if tau["mean"] is not None and uniform is not None:
+            lines.append(f"{name} (head mean): tau(received attention, gradient) {tau['mean']:.3f}; uniform weights "
+                         f"in this layer: accuracy {100 * uniform['accuracy']:.2f} -> "
+                         f"{100 * uniform['uniform_accuracy']:.2f}")
     lines.append(f"explain.json written in {run_dir} ({report['seconds']:.0f} s)")
     return lines
 
@@ -117,6 +130,12 @@ def _arrays(ex: Examples) -> bytes:
               "max_attention": ex.max_attention, "permutation_tvd": ex.permutation_tvd, "entropy": ex.entropy}
     for name in IMPORTANCES:
         arrays.update({f"tau.{name}": ex.tau[name], f"p.{name}": ex.p[name], f"overlap.{name}": ex.overlap[name]})
+        for (map_name, key), of_map in ex.maps.items():
+            arrays[f"{map_name}.{key}.tau.{name}"] = of_map.tau[name]
+    for (map_name, key), of_map in ex.maps.items():
+        arrays[f"{map_name}.{key}.entropy"] = of_map.entropy
+    for map_name, correct in ex.layer_uniform_correct.items():
+        arrays[f"{map_name}.uniform_correct"] = correct
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return buffer.getvalue()
