@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--permutations", type=int, default=100, help="attention permutations per example "
                          "(default %(default)s)")
     explain.add_argument("--ig-steps", type=int, default=20, help="Integrated Gradients steps (default %(default)s)")
+    explain.add_argument("--sample", type=int, default=500, help="seq2seq: test examples explained, a fixed random "
+                         "sample; 0 = all (default %(default)s)")
     check = sub.add_parser("verify", help="re-run a recorded run from its saved config and compare every metric")
     check.add_argument("run_dir", help="a run folder, e.g. results/runs/<run_id>")
     check.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default %(default)s)")
@@ -332,12 +334,14 @@ def cmd_harness(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from attnbench.explain.classification import Settings
+    from attnbench.explain.common import Settings
     from attnbench.explain.runner import explain_run, summary_lines
 
-    if args.permutations < 1 or args.ig_steps < 2:
-        raise ConfigError("--permutations must be >= 1 and --ig-steps >= 2: pass e.g. --permutations 100 --ig-steps 20")
-    report = explain_run(Path(args.run_dir), Settings(ig_steps=args.ig_steps, permutations=args.permutations))
+    if args.permutations < 1 or args.ig_steps < 2 or args.sample < 0:
+        raise ConfigError("--permutations must be >= 1, --ig-steps >= 2 and --sample >= 0: pass e.g. --permutations "
+                          "100 --ig-steps 20 --sample 500")
+    report = explain_run(Path(args.run_dir), Settings(ig_steps=args.ig_steps, permutations=args.permutations,
+                                                           sample=args.sample))
     print("\n".join(summary_lines(report, Path(args.run_dir))))
     return 0
 

@@ -234,9 +234,9 @@ def test_examples_of_one_token_are_skipped_not_failed():
     assert isinstance(ex, Examples) and summary["skipped_short"] == 1 and summary["agreement"]["loo"]["tau"]["n"] <= 1
 
 
-def test_explain_true_is_refused_for_seq2seq_before_any_work(capsys):
-    assert main(["config", "task=translation", "explain=true"]) == 2
-    assert "explain=true covers classification tasks so far" in capsys.readouterr().err
+def test_explain_true_is_accepted_for_every_built_in_family(capsys):
+    for task in ("sentiment", "translation", "summarization"):
+        assert main(["config", f"task={task}", "explain=true"]) == 0, capsys.readouterr().err
 
 
 def test_the_table_gives_the_mean_over_seeds_and_its_t_interval(tmp_path):

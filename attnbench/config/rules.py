@@ -151,8 +151,9 @@ def validate(cfg: DictConfig) -> None:
         limit = cfg.task.limits[split]
         if limit is not None and limit <= 0:
             raise ConfigError(f"task.limits.{split}={limit} must be positive or null (all examples)")
-    if cfg.explain and not FAMILIES[cfg.task.family].labelled:
-        raise ConfigError(f"explain=true covers classification tasks so far; task.family={cfg.task.family}: drop it")
+    if cfg.explain and not (FAMILIES[cfg.task.family].labelled or FAMILIES[cfg.task.family].decodes):
+        raise ConfigError(f"explain=true covers classification and seq2seq tasks; task.family={cfg.task.family} is "
+                          "neither: drop it")
     if FAMILIES[cfg.task.family].labelled and len(cfg.task.labels) < 2:
         raise ConfigError("task.labels needs at least two label names for a classification task")
     _validate_attention(cfg)

@@ -35,51 +35,12 @@ from typing import Any
 import numpy as np
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
-from scipy import stats
 from torch import nn
 
 from attnbench.attention.override import override_attention, uniform_weights
+from attnbench.explain.common import IMPORTANCES, Agreement, Settings, agree, agreement_summary, describe
 
-IMPORTANCES = ("gradient", "loo", "ig")
 RANKINGS = ("attention", "gradient", "ig", "random")
-SIGNIFICANCE = 0.05
-
-
-@dataclass(frozen=True)
-class Settings:
-    ig_steps: int = 20  # Integrated Gradients: points on the path from the [PAD] baseline
-    permutations: int = 100  # random permutations of the attention per example
-    fractions: tuple[float, ...] = (0.1, 0.2, 0.5)  # ERASER: share of the tokens kept or removed
-    top_k: int = 5  # top-k overlap (k = min(top_k, n))
-    seed: int = 0  # permutations and the random ranking
-    chunk: int = 512  # sequences per forward pass when deleting tokens
-
-
-@dataclass
-class Agreement:
-    """One attention map (a head, or the head mean) against every importance, per example."""
-
-    tau: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
-    p: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
-    overlap: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in IMPORTANCES})
-    entropy: list[float] = field(default_factory=list)
-
-    def add(self, scores: np.ndarray, importance: dict[str, np.ndarray], entropy: float, top_k: int) -> None:
-        """scores (n,) of one example's real tokens against each importance (n,)."""
-        self.entropy.append(entropy)
-        for name, imp in importance.items():
-            for values, value in zip((self.tau[name], self.p[name], self.overlap[name]), agree(scores, imp, top_k)):
-                values.append(value)
-
-
-def agree(scores: np.ndarray, importance: np.ndarray, top_k: int) -> tuple[float, float, float]:
-    """(Kendall tau, its p, top-k overlap) of two scorings of one example's n real tokens; NaN when n < 2."""
-    n = scores.size
-    if n < 2:
-        return float("nan"), float("nan"), float("nan")
-    tau, p = stats.kendalltau(scores, importance)
-    k = min(top_k, n)
-    return float(tau), float(p), len(set(np.argsort(-scores)[:k]) & set(np.argsort(-importance)[:k])) / k
 
 
 @dataclass
@@ -302,24 +263,15 @@ def eraser(probabilities: Callable, ids: torch.Tensor, mask: torch.Tensor, probs
 # ---- summary -----------------------------------------------------------------------------------------------------
 
 
-def _describe(values: list[float]) -> dict[str, Any]:
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return {"n": 0, "mean": None, "std": None, "median": None}
-    return {"n": int(x.size), "mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else None,
-            "median": float(np.median(x))}
-
-
 def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
     """The explain.json "pooling" block: every diagnostic's distribution over the test set."""
     n = len(ex.ids)
     short = sum(1 for length in ex.length if length < 2)
-    agreement = _agreement(ex.tau, ex.p, ex.overlap, settings)
+    agreement = agreement_summary(ex.tau, ex.p, ex.overlap, settings.top_k)
     accuracy = float(np.mean(ex.correct)) if n else None
     uniform = float(np.mean(ex.uniform_correct)) if n else None
     faithfulness = {
-        ranking: {f"{measure}@{fraction:g}": _describe(getattr(ex, measure)[(ranking, fraction)])["mean"]
+        ranking: {f"{measure}@{fraction:g}": describe(getattr(ex, measure)[(ranking, fraction)])["mean"]
                   for measure in ("comprehensiveness", "sufficiency") for fraction in settings.fractions}
         for ranking in RANKINGS
     }
@@ -327,32 +279,21 @@ def summarize(ex: Examples, settings: Settings) -> dict[str, Any]:
     maps: dict[str, dict[str, Any]] = {}
     for (name, key), of_map in ex.maps.items():
         maps.setdefault(name, {})[key] = {
-            "agreement": _agreement(of_map.tau, of_map.p, of_map.overlap, settings),
-            "entropy": {"nats": _describe(of_map.entropy),
-                        "normalized": _describe(list(np.asarray(of_map.entropy) / np.log(lengths)))}}
+            "agreement": agreement_summary(of_map.tau, of_map.p, of_map.overlap, settings.top_k),
+            "entropy": {"nats": describe(of_map.entropy),
+                        "normalized": describe(list(np.asarray(of_map.entropy) / np.log(lengths)))}}
     for name, correct in ex.layer_uniform_correct.items():
         maps[name]["uniform"] = {"accuracy": accuracy, "uniform_accuracy": float(np.mean(correct)),
                                  "drop": accuracy - float(np.mean(correct))}
     return {
         "examples": n, "skipped_short": short,
         "agreement": agreement,
-        "permutation": {"median_tvd": _describe(ex.permutation_tvd), "max_attention": _describe(ex.max_attention)},
+        "permutation": {"median_tvd": describe(ex.permutation_tvd), "max_attention": describe(ex.max_attention)},
         "uniform": {"accuracy": accuracy, "uniform_accuracy": uniform,
                     "drop": None if accuracy is None else accuracy - uniform},
         "eraser": faithfulness,
-        "entropy": {"nats": _describe(ex.entropy),
-                    "normalized": _describe(list(np.asarray(ex.entropy) / np.log(lengths)))},
+        "entropy": {"nats": describe(ex.entropy),
+                    "normalized": describe(list(np.asarray(ex.entropy) / np.log(lengths)))},
         "maps": maps,
     }
 
-
-def _agreement(tau: dict[str, list[float]], p: dict[str, list[float]], overlap: dict[str, list[float]],
-               settings: Settings) -> dict[str, Any]:
-    block = {}
-    for name in IMPORTANCES:
-        values = np.asarray(p[name], dtype=np.float64)
-        finite = np.isfinite(values)
-        block[name] = {"tau": _describe(tau[name]),
-                       "significant_share": float((values[finite] < SIGNIFICANCE).mean()) if finite.any() else None,
-                       f"top{settings.top_k}_overlap": _describe(overlap[name])}
-    return block

@@ -1,10 +1,12 @@
 """`attnbench explain <run_dir>`: the faithfulness diagnostics of a completed run's best checkpoint.
 
     run folder (completed record, config.yaml, best checkpoint) -> the run's data module and model, weights of the
-    best checkpoint -> every test example, length-sorted batches (explain/classification.py) -> explain.json
+    best checkpoint -> every test example (classification, explain/classification.py) or a fixed sample of them
+    (seq2seq, explain/seq2seq.py), length-sorted batches -> explain.json
     (settings, library versions, seconds, every diagnostic's distribution: "pooling" for the pooling attention's
-    head mean, "maps" per head and per self-attention layer), explain.npz (per-example values, for
-    plots and the leaderboard), explain_tau.png and explain_permutation.png
+    head mean, "maps" per head and per self-attention layer; "seq2seq" for an encoder-decoder), explain.npz
+    (per-example or per-step values, for plots and the leaderboard), explain_tau.png, explain_entropy.png and,
+    for classification, explain_permutation.png
 
 Every file is written atomically and only after the whole computation, so a failure leaves the folder as it was.
 """
@@ -23,9 +25,11 @@ from omegaconf import DictConfig
 
 from attnbench.config import load_saved_config
 from attnbench.config.families import FAMILIES
-from attnbench.data.batching import collate_classification
+from attnbench.data.batching import collate_classification, collate_seq2seq
 from attnbench.errors import ConfigError
-from attnbench.explain.classification import IMPORTANCES, Examples, Settings, explain_batches, summarize
+from attnbench.explain.classification import Examples, explain_batches, summarize
+from attnbench.explain.common import IMPORTANCES, Agreement, Settings
+from attnbench.explain.seq2seq import Steps, explain_steps, summarize_steps
 from attnbench.tasks.families import family
 from attnbench.tracking.record import versions, write_atomic, write_json
 from attnbench.training.verify import read_record
@@ -38,8 +42,9 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     cfg = load_saved_config(run_dir / "config.yaml")
-    if not FAMILIES[cfg.task.family].labelled:
-        raise ConfigError(f"{run_dir}: attnbench explain covers classification runs so far; this is a "
+    spec = FAMILIES[cfg.task.family]
+    if not (spec.labelled or spec.decodes):
+        raise ConfigError(f"{run_dir}: attnbench explain covers classification and seq2seq runs; this is a "
                           f"{cfg.task.family} run")
     checkpoint = _best_checkpoint(run_dir, record)
     started = time.perf_counter()
@@ -48,17 +53,27 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
     model = family(cfg).build_model(cfg, data)
     model.load_state_dict(_model_state(checkpoint))
     torch.manual_seed(settings.seed)
-    examples = explain_batches(model, _test_batches(data, batch_size), data.pad_id, settings)
+    if spec.labelled:
+        examples = explain_batches(model, _test_batches(data, batch_size), data.pad_id, settings)
+        blocks = _blocks(summarize(examples, settings))
+        files = {run_dir / "explain.npz": _arrays(examples), run_dir / "explain_tau.png": _tau_plot(examples, cfg),
+                 run_dir / "explain_permutation.png": _permutation_plot(examples, cfg),
+                 run_dir / "explain_entropy.png": _entropy_plot(
+                     {("pooling", "mean"): Agreement(entropy=examples.entropy), **examples.maps}, cfg)}
+    else:
+        task = family(cfg).build_task(cfg, data, model)
+        steps = explain_steps(model, task, _seq2seq_batches(data, settings, max(1, batch_size // 2)), settings)
+        blocks = {"seq2seq": summarize_steps(steps, task, settings)}
+        files = {run_dir / "explain.npz": _step_arrays(steps), run_dir / "explain_tau.png": _step_tau_plot(steps, cfg),
+                 run_dir / "explain_entropy.png": _entropy_plot(steps.maps, cfg)}
     report = {
         "run_id": record.get("run_id"), "attention": record.get("attention"), "model": record.get("model"),
         "task": record.get("task"), "seed": record.get("seed"), "checkpoint": str(checkpoint.relative_to(run_dir)),
         "settings": {**asdict(settings), "batch_size": batch_size, "precision": "32-true", "split": "test"},
         "versions": versions(EXPLAIN_PACKAGES),
-        **_blocks(summarize(examples, settings)),
+        **blocks,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    files = {run_dir / "explain.npz": _arrays(examples), run_dir / "explain_tau.png": _tau_plot(examples, cfg),
-             run_dir / "explain_permutation.png": _permutation_plot(examples, cfg)}
     for path, content in files.items():
         write_atomic(path, content)
     write_json(run_dir / "explain.json", report)  # last: its presence says the others are whole
@@ -72,7 +87,10 @@ def _blocks(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary_lines(report: dict[str, Any], run_dir: Path) -> list[str]:
-    """What the CLI prints: tau per importance, the uniform-attention accuracy, the permutation sensitivity."""
+    """What the CLI prints: tau per importance, the uniform-attention accuracy (or metric), the permutation
+    sensitivity."""
+    if "seq2seq" in report:
+        return [*_seq2seq_lines(report["seq2seq"]), f"explain.json written in {run_dir} ({report['seconds']:.0f} s)"]
     block = report["pooling"]
     lines = []
     for name, entry in block["agreement"].items():
@@ -94,6 +112,35 @@ def summary_lines(report: dict[str, Any], run_dir: Path) -> list[str]:
                          f"{100 * uniform['uniform_accuracy']:.2f}")
     lines.append(f"explain.json written in {run_dir} ({report['seconds']:.0f} s)")
     return lines
+
+
+def _seq2seq_lines(block: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, of_map in block["maps"].items():
+        entry = of_map["mean"]["agreement"].get("gradient")
+        if entry and entry["tau"]["mean"] is not None:
+            lines.append(f"{name} (head mean): tau(attention, gradient) per target step {entry['tau']['mean']:.3f} "
+                         f"+/- {entry['tau']['std'] or 0:.3f}, {100 * (entry['significant_share'] or 0):.0f}% of "
+                         f"{entry['tau']['n']} steps significant (p < 0.05)")
+    uniform = block["uniform"]
+    for metric, change in uniform["change"].items():
+        lines.append(f"uniform cross-attention: {metric} {uniform['metrics'][metric]:.2f} -> "
+                     f"{uniform['uniform_metrics'][metric]:.2f} ({change:+.2f}) on {block['examples']} test examples")
+    return lines
+
+
+def _seq2seq_batches(data, settings: Settings, batch_size: int):
+    """A fixed random sample of the test split (settings.sample rows, by settings.seed; all when 0 or more than the
+    split), in batches of similar source length, longest first; deterministic."""
+    test = data.splits["test"]
+    chosen = range(len(test))
+    if 0 < settings.sample < len(test):
+        chosen = sorted(np.random.default_rng(settings.seed).choice(len(test), settings.sample, replace=False).tolist())
+    rows = [{"src_ids": list(test[i]["src_ids"]), "tgt_ids": list(test[i]["tgt_ids"]), "id": test[i]["id"]}
+            for i in chosen]
+    rows.sort(key=lambda r: (-len(r["src_ids"]), r["id"]))
+    for start in range(0, len(rows), batch_size):
+        yield collate_seq2seq(rows[start:start + batch_size], data.pad_id, data.bos_id, data.eos_id)
 
 
 def _best_checkpoint(run_dir: Path, record: dict) -> Path:
@@ -139,6 +186,54 @@ def _arrays(ex: Examples) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
     return buffer.getvalue()
+
+
+def _step_arrays(steps: Steps) -> bytes:
+    arrays: dict[str, Any] = {"source_length": steps.source_length}
+    for (name, key), of_map in steps.maps.items():
+        arrays.update({f"{name}.{key}.tau.gradient": of_map.tau["gradient"], f"{name}.{key}.p.gradient":
+                       of_map.p["gradient"], f"{name}.{key}.entropy": of_map.entropy})
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buffer.getvalue()
+
+
+def _step_tau_plot(steps: Steps, cfg: DictConfig) -> bytes:
+    plt = _figure()
+    names = sorted({name for name, _ in steps.maps})
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        tau = np.asarray(steps.maps[(name, "mean")].tau["gradient"], dtype=float)
+        tau = tau[np.isfinite(tau)]
+        ax.hist(tau, bins=np.linspace(-1, 1, 41), color="tab:blue")
+        ax.axvline(float(np.mean(tau)) if tau.size else 0.0, color="black", linestyle="--", linewidth=1)
+        ax.set_xlabel(f"Kendall tau, {name} (head mean) vs gradient x input")
+    axes[0][0].set_ylabel("target steps")
+    fig.suptitle(f"{_title(cfg)}: cross-attention vs source importance per target step (dashed: mean)")
+    return _png(fig)
+
+
+def _entropy_plot(maps: dict[tuple[str, str], Any], cfg: DictConfig) -> bytes:
+    """Mean entropy (nats) per map and head: one row per map, one column per head."""
+    plt = _figure()
+    names = sorted({name for name, _ in maps})
+    heads = sorted({key for _, key in maps if key != "mean"}, key=lambda k: int(k.removeprefix("head")))
+    columns = ["mean", *heads]
+    grid = np.full((max(1, len(names)), len(columns)), np.nan)
+    for r, name in enumerate(names):
+        for c, key in enumerate(columns):
+            if (name, key) in maps and maps[(name, key)].entropy:
+                grid[r, c] = float(np.nanmean(maps[(name, key)].entropy))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(columns), 1 + 0.5 * max(1, len(names))))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(max(1, len(names))), names or ["(one head: see explain.json)"])
+    for (r, c), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", color="white", fontsize=7)
+    fig.colorbar(image, ax=ax, label="mean entropy (nats)")
+    ax.set_title(f"{_title(cfg)}: attention entropy per map and head")
+    return _png(fig)
 
 
 def _figure():

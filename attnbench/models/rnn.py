@@ -30,6 +30,9 @@ class RNNEncoder(nn.Module):
         if cell not in CELLS:
             raise ValueError(f"unknown rnn cell '{cell}': choose one of {', '.join(CELLS)}")
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        # The source token embeddings, where attributions are taken (attnbench explain): a point of its own, as
+        # a tied decoder may look tokens up in the same `embed`.
+        self.token_embeddings = nn.Identity()
         rnn = CELLS[cell]
         self.forward_rnns = nn.ModuleList(
             rnn(embed_dim if i == 0 else 2 * hidden_dim, hidden_dim, batch_first=True) for i in range(num_layers))
@@ -41,7 +44,7 @@ class RNNEncoder(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, mask: torch.Tensor, need_weights: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x = self.dropout(self.embed(input_ids))  # (B, T, E)
+        x = self.dropout(self.token_embeddings(self.embed(input_ids)))  # (B, T, E)
         lengths = mask.sum(dim=1).clamp(min=1)  # (B,) on the device: >= 1 so an empty row still has a start
         reverse = reversal_index(lengths, input_ids.size(1))  # (B, T)
         for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns)):

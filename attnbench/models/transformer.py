@@ -66,6 +66,9 @@ class TransformerEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = token_embedding(vocab_size, d_model, pad_id)
+        # The source token embeddings, where attributions are taken (attnbench explain): a point of its own, as
+        # a tied decoder may look tokens up in the same `embed`.
+        self.token_embeddings = nn.Identity()
         self.positions = position_embedding(max_positions, d_model)
         self.layers = nn.ModuleList(EncoderLayer(d_model, ff_dim, attention(), dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
@@ -88,7 +91,7 @@ class TransformerEncoder(nn.Module):
                 "raise model.max_positions or lower task.max_length"
             )
         pos = torch.arange(T, device=input_ids.device)
-        x = self.dropout(self.embed(input_ids) * self.scale + self.positions(pos))  # (B, T, D)
+        x = self.dropout(self.token_embeddings(self.embed(input_ids)) * self.scale + self.positions(pos))  # (B, T, D)
         key_mask = mask[:, None, :]  # (B, 1, T): every query sees the real tokens
         maps: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.layers):

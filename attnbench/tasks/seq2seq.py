@@ -81,11 +81,12 @@ class Seq2SeqTask(TaskModule):
         self.eval_tokens.zero_()
 
     def _score(self, split: str) -> dict[str, float]:
-        ids = sorted(self.outputs)
-        hyps = [self.decode_ids(self.outputs[i]) for i in ids]
-        refs = [self.references[split][i] for i in ids]
-        scores, self.signatures = self.scorer(hyps, refs)
+        scores, self.signatures = self._scored(self.outputs, split)
         return scores
+
+    def _scored(self, hypotheses: Mapping[int, list[int]], split: str) -> tuple[dict[str, float], dict[str, str]]:
+        ids = sorted(hypotheses)
+        return self.scorer([self.decode_ids(hypotheses[i]) for i in ids], [self.references[split][i] for i in ids])
 
     # ---- train ---------------------------------------------------------------------------------------------
 
@@ -127,9 +128,16 @@ class Seq2SeqTask(TaskModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         logits, _ = self(batch)
         self._accumulate_nll(logits, batch)
-        hyps = beam_search(self.model, batch["src"], batch["src_mask"], beam_size=self.decoding["beam_size"],
+        self.outputs.update(zip(batch["ids"].tolist(), self.generate(batch["src"], batch["src_mask"])))
+
+    def generate(self, src: torch.Tensor, src_mask: torch.Tensor) -> list[list[int]]:
+        """The test decoding: beam search with the task's decoding settings; token ids per row, no BOS/EOS."""
+        return beam_search(self.model, src, src_mask, beam_size=self.decoding["beam_size"],
                            length_penalty=self.decoding["length_penalty"], **self._decode_limits())
-        self.outputs.update(zip(batch["ids"].tolist(), hyps))
+
+    def score(self, hypotheses: Mapping[int, list[int]], split: str) -> dict[str, float]:
+        """The task's metrics of decoded token ids by example id against that split's references."""
+        return self._scored(hypotheses, split)[0]
 
     def on_test_epoch_end(self) -> None:
         self._log_nll("test")
