@@ -22,7 +22,7 @@ from attnbench.explain.classification import (
 )
 from attnbench.models import build_classifier
 from attnbench.models.classifier import AttentionPooling, Classifier
-from tests.helpers import TINY, run_record
+from tests.helpers import TINY, run_record, wandb_records
 
 PAD, A = 0, 1  # token 1 ("A") decides the class; tokens 2..5 carry nothing
 
@@ -210,6 +210,26 @@ def test_explain_on_a_tiny_real_run(model, data_dir, tmp_path, capsys):
         assert report["maps"][name]["mean"]["agreement"]["gradient"]["tau"]["n"] > 0
         assert "drop" in report["maps"][name]["uniform"]
         assert arrays[f"{name}.head0.tau.gradient"].shape == (32,)
+
+
+def test_explain_goes_to_the_runs_own_wandb_run(data_dir, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "task=sentiment", "attention=dot", f"data_dir={data_dir}", f"cache_dir={tmp_path / 'c'}",
+                 f"output_dir={out}", "explain=true", *TINY, "wandb.mode=offline"]) == 0
+    (run_dir,) = out.iterdir()
+    record = run_record(out)
+    run_id = record["provenance"]["wandb_run_id"]
+    report = json.loads((run_dir / "explain.json").read_text())
+    # The training run and the explain step: two offline folders of one W&B run id, which `wandb sync` merges.
+    files = sorted((run_dir / "wandb").glob(f"offline-run-*/run-{run_id}.wandb"))
+    assert len(files) == 2
+    summary = {k: v for update in wandb_records(files[-1], "summary") for k, v in update.items()}
+    tau = report["pooling"]["agreement"]["gradient"]["tau"]["mean"]
+    assert summary["explain/pooling/agreement/gradient/tau/mean"] == pytest.approx(tau)
+    assert summary["explain/pooling/uniform/drop"] == pytest.approx(report["pooling"]["uniform"]["drop"])
+    history = {k: v for item in wandb_records(files[-1], "history") for k, v in item.items()}
+    for image in ("explain/tau", "explain/permutation", "explain/entropy"):  # wandb.Image: {_type, width, ...}
+        assert history[f"{image}/_type"] == "image-file" and history[f"{image}/width"] > 0, sorted(history)
 
 
 @pytest.mark.parametrize("damage", ["failed", "running", "no checkpoint"])

@@ -8,7 +8,9 @@
     (per-example or per-step values, for plots and the leaderboard), explain_tau.png, explain_entropy.png and,
     for classification, explain_permutation.png
 
-Every file is written atomically and only after the whole computation, so a failure leaves the folder as it was.
+Every file is written atomically and only after the whole computation; then the numbers (flattened, under
+explain/...) and the plots go to the run's W&B run (resumed by its id, in the run's W&B mode), and explain.json is
+written last: without it the other files are not to be trusted (a failure before leaves the folder without it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from attnbench.explain.common import IMPORTANCES, Agreement, Settings
 from attnbench.explain.seq2seq import Steps, explain_steps, summarize_steps
 from attnbench.tasks.families import family
 from attnbench.tracking.record import versions, write_atomic, write_json
+from attnbench.tracking.wandb_setup import check_wandb, log_to_run
 from attnbench.training.verify import read_record
 
 EXPLAIN_PACKAGES = ("captum", "scipy")
@@ -47,6 +50,7 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
         raise ConfigError(f"{run_dir}: attnbench explain covers classification and seq2seq runs; this is a "
                           f"{cfg.task.family} run")
     checkpoint = _best_checkpoint(run_dir, record)
+    check_wandb(cfg)  # an online run whose server cannot be reached: refused before any work
     started = time.perf_counter()
     data = family(cfg).datamodule(cfg)
     data.prepare()
@@ -76,8 +80,20 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
     }
     for path, content in files.items():
         write_atomic(path, content)
+    images = {f"explain/{path.stem.removeprefix('explain_')}": path for path in files if path.suffix == ".png"}
+    run_id = record.get("provenance", {}).get("wandb_run_id") or cfg.run_id
+    log_to_run(cfg, run_dir, run_id, flat_scalars({k: report[k] for k in blocks}, "explain"), images)
     write_json(run_dir / "explain.json", report)  # last: its presence says the others are whole
     return report
+
+
+def flat_scalars(block: Any, prefix: str) -> dict[str, float]:
+    """Every number in a nested explain block, keyed by its path ("explain/pooling/agreement/gradient/tau/mean")."""
+    if isinstance(block, dict):
+        return {k: v for key, value in block.items() for k, v in flat_scalars(value, f"{prefix}/{key}").items()}
+    if isinstance(block, (int, float)) and not isinstance(block, bool):
+        return {prefix: float(block)}
+    return {}
 
 
 def _blocks(summary: dict[str, Any]) -> dict[str, Any]:

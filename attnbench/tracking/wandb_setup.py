@@ -5,6 +5,7 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
@@ -38,24 +39,46 @@ def check_online(what: str, offline_hint: str = "work offline instead") -> None:
         raise ConfigError(f"{what}, but the W&B server cannot be reached ({reason}): {offline_hint}")
 
 
+def _run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """What names a run in W&B (project, name, group, tags), for the logger and for later steps that add to it."""
+    task, model, attention = cfg.task.name, cfg.model.name, attention_label(cfg)
+    return {
+        "project": cfg.wandb.project, "entity": cfg.wandb.entity, "name": cfg.run_id,
+        # Seeds of one cell share a group, so the W&B UI averages them; tags filter by axis.
+        "group": f"{task}/{model}/{attention}", "job_type": task,
+        "tags": [task, cfg.task.dataset, model, attention, f"seed{cfg.seed}", *cfg.wandb.tags],
+    }
+
+
+def log_to_run(cfg: DictConfig, run_dir: Path, run_id: str, summary: dict[str, Any], images: dict[str, Path]) -> None:
+    """Add `summary` (key -> number) and `images` (key -> PNG) to the run's W&B run `run_id` (resumed, in the
+    run's own mode: offline runs gain a second offline folder with the same id, which `wandb sync` merges);
+    nothing when the run had W&B disabled."""
+    if cfg.wandb.mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(id=run_id, resume="allow", dir=str(run_dir), mode=cfg.wandb.mode, **_run_identity(cfg),
+                     settings=wandb.Settings(init_timeout=60, silent=True))
+    try:
+        run.summary.update(summary)
+        if images:
+            run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+    finally:
+        run.finish()
+
+
 def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
     if cfg.wandb.mode == "disabled":
         return None
     import wandb
 
-    task, model, attention = cfg.task.name, cfg.model.name, attention_label(cfg)
     return WandbLogger(
-        project=cfg.wandb.project,
-        entity=cfg.wandb.entity,
-        name=cfg.run_id,
         # Under `wandb agent` the agent owns the run id; elsewhere the run id names the W&B run.
         id=None if os.environ.get("WANDB_SWEEP_ID") else cfg.run_id,
         resume="allow",  # resume=auto continues the same W&B run (same id) rather than starting another
         save_dir=str(run_dir),
-        # Seeds of one cell share a group, so the W&B UI averages them; tags filter by axis.
-        group=f"{task}/{model}/{attention}",
-        job_type=task,
-        tags=[task, cfg.task.dataset, model, attention, f"seed{cfg.seed}", *cfg.wandb.tags],
+        **_run_identity(cfg),
         config=OmegaConf.to_container(cfg, resolve=True),
         mode=cfg.wandb.mode,
         settings=wandb.Settings(init_timeout=60, silent=True),

@@ -141,6 +141,8 @@ def run(cfg: DictConfig) -> Path:
     finally:
         os.environ.pop(RUN_ID_ENV, None)
         record["provenance"]["finished_at"] = now()
+        if logger is not None and rank0:  # later steps (attnbench explain) log into the same W&B run
+            record["provenance"]["wandb_run_id"] = logger.version
         try:
             with signals.deferred():  # a signal now would lose the record: it is handled once the record is written
                 if rank0:
