@@ -80,50 +80,85 @@ def pooling_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn
     return model.encoder, model.pooling, model.head, embed
 
 
+class Attributor:
+    """The pooling attention and the three importances of a classifier's tokens, for the predicted class."""
+
+    def __init__(self, model: nn.Module, pad_id: int, settings: Settings) -> None:
+        self.model = model.eval().float()
+        self.encoder, self.pooling, self.head, embed = pooling_parts(self.model)
+        self.pad_id, self.settings = pad_id, settings
+        self.gradient = LayerGradientXActivation(self.probabilities, embed)
+        self.integrated = LayerIntegratedGradients(self.probabilities, embed)
+
+    def probabilities(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.model(ids, mask)
+        return logits.float().softmax(-1)  # (B, C)
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        """{states (B, T, D), maps {self_attention.layer{i}: (B, H, T, T)}, weights (B, H, 1, T), probs (B, C),
+        predicted (B,), alpha (B, T): the head-mean pooling weights, importance {gradient|ig|loo: (B, T)}}."""
+        with torch.no_grad():
+            states, maps = self.encoder(ids, mask, True)
+            pooled, weights = self.pooling(states, mask, need_weights=True)
+            probs = self.head(pooled).float().softmax(-1)
+        predicted = probs.argmax(-1)
+        kwargs = {"target": predicted, "additional_forward_args": (mask,)}
+        grad = self.gradient.attribute(ids, **kwargs).sum(-1).abs().detach()
+        ig = self.integrated.attribute(ids, baselines=torch.full_like(ids, self.pad_id), n_steps=self.settings.ig_steps,
+                                       **kwargs).sum(-1).abs().detach()
+        with torch.no_grad():
+            loo = leave_one_out(self.probabilities, ids, mask, probs, self.pad_id, self.settings.chunk)
+        return {"states": states, "maps": maps, "weights": weights, "probs": probs, "predicted": predicted,
+                "alpha": weights.float().mean(1)[:, 0], "importance": {"gradient": grad, "loo": loo, "ig": ig}}
+
+
 def explain_batches(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], pad_id: int,
                     settings: Settings) -> Examples:
     """Every diagnostic for every example of `batches` (collate_classification batches), in eval mode, fp32."""
-    model = model.eval().float()
-    encoder, pooling, head, embed = pooling_parts(model)
+    attributor = Attributor(model, pad_id, settings)
+    model, pooling, head, probabilities = attributor.model, attributor.pooling, attributor.head, attributor.probabilities
     generator = torch.Generator().manual_seed(settings.seed)
     out = Examples()
     for key in [(r, f) for r in RANKINGS for f in settings.fractions]:
         out.comprehensiveness[key], out.sufficiency[key] = [], []
-
-    def probabilities(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits, _ = model(ids, mask)
-        return logits.float().softmax(-1)  # (B, C)
-
-    gradient = LayerGradientXActivation(probabilities, embed)
-    integrated = LayerIntegratedGradients(probabilities, embed)
     for batch in batches:
         ids, mask, labels = batch["input_ids"], batch["mask"], batch["labels"]
+        a = attributor(ids, mask)
+        states, maps, weights, probs, predicted = a["states"], a["maps"], a["weights"], a["probs"], a["predicted"]
+        alpha, importance = a["alpha"], a["importance"]
         with torch.no_grad():
-            states, maps = encoder(ids, mask, True)  # (B, T, D), {self_attention.layer{i}: (B, H, T, T)}
-            pooled, weights = pooling(states, mask, need_weights=True)  # (B, D), (B, H, 1, T)
-            probs = head(pooled).float().softmax(-1)  # (B, C)
             layer_pred = {}
             for name in maps:  # each self-attention layer uniform in turn, the rest of the model as trained
                 with override_attention(model, {name: uniform_weights}):
                     layer_pred[name] = probabilities(ids, mask).argmax(-1)  # (B,)
-        predicted = probs.argmax(-1)  # (B,)
-        alpha = weights.float().mean(1)[:, 0]  # (B, T)
-        grad = gradient.attribute(ids, target=predicted, additional_forward_args=(mask,)).sum(-1).abs().detach()  # (B, T)
-        ig = integrated.attribute(ids, baselines=torch.full_like(ids, pad_id), target=predicted,
-                                  additional_forward_args=(mask,), n_steps=settings.ig_steps).sum(-1).abs().detach()
-        with torch.no_grad():
-            loo = leave_one_out(probabilities, ids, mask, probs, pad_id, settings.chunk)  # (B, T)
             tvd = permutation_tvd(pooling.attn, head, states, weights, mask, probs, settings.permutations, generator)
             uniform = mask[:, None, None, :].to(weights.dtype) / mask.sum(-1).clamp(min=1)[:, None, None, None]
             uniform_pred = head(pooling.attn.mix(uniform.expand_as(weights), states).squeeze(1)).argmax(-1)
             random = torch.rand(ids.shape, generator=generator)
-            scores = {"attention": alpha, "gradient": grad, "ig": ig, "random": random}
+            scores = {"attention": alpha, "gradient": importance["gradient"], "ig": importance["ig"], "random": random}
             erased = eraser(probabilities, ids, mask, probs, predicted, scores, settings, pad_id)
-        importance = {"gradient": grad, "loo": loo, "ig": ig}
         _collect(out, batch, mask, predicted, labels, uniform_pred, alpha, importance, tvd, erased, settings)
         if weights.size(1) > 1:
             maps = {"pooling": weights, **maps}
         _collect_maps(out, maps, mask, importance, predicted, labels, layer_pred, settings)
+    return out
+
+
+def explain_probes(model: nn.Module, probes: list[dict[str, Any]], batch: dict[str, torch.Tensor], pad_id: int,
+                   settings: Settings) -> list[dict[str, Any]]:
+    """explain.json's "probes": per probe (the validation rows the run's attention maps show; data.probe_examples)
+    its tokens, gold and predicted label, and per real token the head-mean pooling weight and each importance, so
+    a map can be drawn beside the importance (the leaderboard's probe heatmaps)."""
+    if not probes:
+        return []
+    a = Attributor(model, pad_id, settings)(batch["input_ids"], batch["mask"])
+    out = []
+    for i, probe in enumerate(probes):
+        real = batch["mask"][i]
+        out.append({"id": probe["id"], "text": probe.get("text"), "tokens": probe["tokens"],
+                    "label": int(probe["label"]), "predicted": int(a["predicted"][i]),
+                    "attention": a["alpha"][i, real].tolist(),
+                    **{name: values[i, real].tolist() for name, values in a["importance"].items()}})
     return out
 
 

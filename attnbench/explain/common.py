@@ -22,6 +22,8 @@ class Settings:
     seed: int = 0  # permutations and the random ranking
     chunk: int = 512  # sequences per forward pass when deleting tokens
     sample: int = 500  # seq2seq: test examples explained, a fixed random sample (by seed); 0 = all
+    probes: int | None = None  # classification: validation probes explained token by token; None: the run's
+    # task.probes (the examples its attention maps show)
 
 
 @dataclass

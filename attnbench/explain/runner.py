@@ -4,7 +4,8 @@
     best checkpoint -> every test example (classification, explain/classification.py) or a fixed sample of them
     (seq2seq, explain/seq2seq.py), length-sorted batches -> explain.json
     (settings, library versions, seconds, every diagnostic's distribution: "pooling" for the pooling attention's
-    head mean, "maps" per head and per self-attention layer; "seq2seq" for an encoder-decoder), explain.npz
+    head mean, "maps" per head and per self-attention layer, "probes" token by token for the validation probes;
+    "seq2seq" for an encoder-decoder), explain.npz
     (per-example or per-step values, for plots and the leaderboard), explain_tau.png, explain_entropy.png and,
     for classification, explain_permutation.png
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from attnbench.config import load_saved_config
 from attnbench.config.families import FAMILIES
 from attnbench.data.batching import collate_classification, collate_seq2seq
 from attnbench.errors import ConfigError
-from attnbench.explain.classification import Examples, explain_batches, summarize
+from attnbench.explain.classification import Examples, explain_batches, explain_probes, summarize
 from attnbench.explain.common import IMPORTANCES, Agreement, Settings
 from attnbench.explain.seq2seq import Steps, explain_steps, summarize_steps
 from attnbench.tasks.families import family
@@ -56,10 +57,14 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
     data.prepare()
     model = family(cfg).build_model(cfg, data)
     model.load_state_dict(_model_state(checkpoint))
+    if settings.probes is None:
+        settings = replace(settings, probes=int(cfg.task.probes))
     torch.manual_seed(settings.seed)
     if spec.labelled:
         examples = explain_batches(model, _test_batches(data, batch_size), data.pad_id, settings)
         blocks = _blocks(summarize(examples, settings))
+        blocks["probes"] = explain_probes(model, data.probe_examples(settings.probes), data.probe_batch(settings.probes),
+                                          data.pad_id, settings) if settings.probes else []
         files = {run_dir / "explain.npz": _arrays(examples), run_dir / "explain_tau.png": _tau_plot(examples, cfg),
                  run_dir / "explain_permutation.png": _permutation_plot(examples, cfg),
                  run_dir / "explain_entropy.png": _entropy_plot(
