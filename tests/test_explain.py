@@ -210,6 +210,17 @@ def test_explain_on_a_tiny_real_run(model, data_dir, tmp_path, capsys):
         assert report["maps"][name]["mean"]["agreement"]["gradient"]["tau"]["n"] > 0
         assert "drop" in report["maps"][name]["uniform"]
         assert arrays[f"{name}.head0.tau.gradient"].shape == (32,)
+    # The probes are the run's own (task.probes validation rows), their attention the best checkpoint's maps as
+    # the run saved them (attention/attention.npz: probe<id>.pooling, (H, 1, T)), importances beside it per token.
+    saved = np.load(run_dir / "attention" / "attention.npz")
+    assert len(report["probes"]) == report["settings"]["probes"] == 1  # TINY: task.probes=1
+    assert [p["id"] for p in report["probes"]] == sorted(int(k.split(".")[0][5:]) for k in saved.files
+                                                         if k.endswith(".pooling"))
+    for probe in report["probes"]:
+        pooling = saved[f"probe{probe['id']}.pooling"]
+        assert len(probe["tokens"]) == pooling.shape[-1] == len(probe["gradient"]) == len(probe["loo"])
+        assert probe["attention"] == pytest.approx(pooling.mean(0)[0].tolist(), abs=1e-5)
+        assert min(probe["gradient"]) >= 0 and max(probe["ig"]) > 0
 
 
 def test_explain_goes_to_the_runs_own_wandb_run(data_dir, tmp_path):

@@ -33,6 +33,7 @@ from attnbench.errors import ConfigError
 from attnbench.explain.classification import Examples, explain_batches, explain_probes, summarize
 from attnbench.explain.common import IMPORTANCES, Agreement, Settings
 from attnbench.explain.seq2seq import Steps, explain_steps, summarize_steps
+from attnbench.plotting import png, pyplot
 from attnbench.tasks.families import family
 from attnbench.tracking.record import versions, write_atomic, write_json
 from attnbench.tracking.wandb_setup import check_wandb, log_to_run
@@ -220,7 +221,7 @@ def _step_arrays(steps: Steps) -> bytes:
 
 
 def _step_tau_plot(steps: Steps, cfg: DictConfig) -> bytes:
-    plt = _figure()
+    plt = pyplot()
     names = sorted({name for name, _ in steps.maps})
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), sharey=True, squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -231,12 +232,12 @@ def _step_tau_plot(steps: Steps, cfg: DictConfig) -> bytes:
         ax.set_xlabel(f"Kendall tau, {name} (head mean) vs gradient x input")
     axes[0][0].set_ylabel("target steps")
     fig.suptitle(f"{_title(cfg)}: cross-attention vs source importance per target step (dashed: mean)")
-    return _png(fig)
+    return png(fig)
 
 
 def _entropy_plot(maps: dict[tuple[str, str], Any], cfg: DictConfig) -> bytes:
     """Mean entropy (nats) per map and head: one row per map, one column per head."""
-    plt = _figure()
+    plt = pyplot()
     names = sorted({name for name, _ in maps})
     heads = sorted({key for _, key in maps if key != "mean"}, key=lambda k: int(k.removeprefix("head")))
     columns = ["mean", *heads]
@@ -254,23 +255,7 @@ def _entropy_plot(maps: dict[tuple[str, str], Any], cfg: DictConfig) -> bytes:
             ax.text(c, r, f"{value:.2f}", ha="center", va="center", color="white", fontsize=7)
     fig.colorbar(image, ax=ax, label="mean entropy (nats)")
     ax.set_title(f"{_title(cfg)}: attention entropy per map and head")
-    return _png(fig)
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _figure().close(fig)
-    return buffer.getvalue()
+    return png(fig)
 
 
 def _title(cfg: DictConfig) -> str:
@@ -278,7 +263,7 @@ def _title(cfg: DictConfig) -> str:
 
 
 def _tau_plot(ex: Examples, cfg: DictConfig) -> bytes:
-    plt = _figure()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(IMPORTANCES), figsize=(4 * len(IMPORTANCES), 3), sharey=True)
     labels = {"gradient": "gradient x input", "loo": "leave-one-out", "ig": "integrated gradients"}
     for ax, name in zip(axes, IMPORTANCES):
@@ -289,14 +274,14 @@ def _tau_plot(ex: Examples, cfg: DictConfig) -> bytes:
         ax.set_xlabel(f"Kendall tau, attention vs {labels[name]}")
     axes[0].set_ylabel("test examples")
     fig.suptitle(f"{_title(cfg)}: agreement of attention with importance (dashed: mean)")
-    return _png(fig)
+    return png(fig)
 
 
 def _permutation_plot(ex: Examples, cfg: DictConfig) -> bytes:
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.scatter(ex.max_attention, ex.permutation_tvd, s=4, alpha=0.5)
     ax.set_xlabel("max attention weight")
     ax.set_ylabel("median output TVD under permutation")
     ax.set_title(f"{_title(cfg)}: permutation sensitivity")
-    return _png(fig)
+    return png(fig)

@@ -17,7 +17,6 @@ reports the median; peak memory is `torch.cuda.max_memory_allocated` above the i
 
 from __future__ import annotations
 
-import io
 import json
 import platform
 import re
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 
 from attnbench.attention import ATTENTION, build_attention
 from attnbench.errors import ConfigError
+from attnbench.plotting import png, pyplot
 from attnbench.tracking.record import finite_or_null, versions, write_atomic
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -216,11 +216,7 @@ def write_results(results: list[Result], s: BenchSettings, out_dir: Path) -> lis
 
 
 def plot(results: list[Result], label: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = sorted({(r.dtype, r.batch) for r in results})
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (dtype, batch) in zip(axes[0], panels):
@@ -241,8 +237,4 @@ def plot(results: list[Result], label: str) -> bytes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(f"attention fwd+bwd vs F.scaled_dot_product_attention: {label}", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
+    return png(fig, tight=False)

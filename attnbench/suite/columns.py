@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from attnbench.suite.formats import fmt, fmt_int, format_metric
+from attnbench.suite.interpretability import STATS
 from attnbench.suite.rows import Row, Section
 
 EXAMPLES_ONLY = "p, examples only (these trained models)"
@@ -209,6 +210,15 @@ def _test(name: str, key: str | None = None, **kw: Any) -> Column:
     return Column(name, lambda c: c.test.get(key or name), **kw)
 
 
+def _explained(cell: Cell) -> dict[str, Any]:
+    """The row's interpretability statistics (suite/interpretability.py), on the primary metric's CSV line only."""
+    return cell.row.stats.get("explain") or {} if cell.is_primary else {}
+
+
+def _explain(stat: str, key: str) -> Column:
+    return Column(f"explain_{stat}_{key}", lambda c: (_explained(c).get(stat) or {}).get(key))
+
+
 # ----------------------------------------------------------------------------------------------- the table
 
 
@@ -258,6 +268,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_memory_kind", lambda c: c.cost["peak_memory_kind"], csv="; ".join),
     _cost("train_seconds_includes_validation"),
     Column("seeds", lambda c: c.row.stats["seeds"], csv=_joined),
+    # interpretability (attnbench explain): in the JSON as stats["explain"], in Markdown as a table of its own
+    Column("explain_runs", lambda c: _explained(c).get("runs")),
+    *(_explain(stat.name, key) for stat in STATS for key in ("mean", "ci_low", "ci_high")),
     Column("run_ids", lambda c: sorted(run.run_id for run in c.row.runs), csv=_joined, json=_as_is),
 )
 CSV_FIELDS = tuple(c.name for c in COLUMNS if c.csv is not None)

@@ -8,8 +8,10 @@ The pipeline, one module a stage (each way the leaderboard grows has one place):
                                             degenerate runs flagged; section notes
     statistics  attnbench.suite.row_stats   seed statistics; two-level bootstrap vs the baseline variant, Holm
                                             (the tests themselves: attnbench.suite.stats)
+                attnbench.suite.interpretability   explain.json beside the records: interpretability statistics
     columns     attnbench.suite.columns     every column of the tables, once: what the writers below iterate
     renderers   attnbench.suite.leaderboard_render   Markdown, CSV, JSON, plots
+                attnbench.suite.interpretability_render   the interpretability table and plots of a section
     publishing  attnbench.suite.publish     all or nothing: staged beside the targets, moved into place, rolled back
 """
 
@@ -19,6 +21,7 @@ import os
 from pathlib import Path
 
 from attnbench.errors import ConfigError
+from attnbench.suite.interpretability import summarize_explain
 from attnbench.suite.leaderboard_render import render_all
 from attnbench.suite.publish import OUTPUTS, publish
 from attnbench.suite.records import provenance, read_runs
@@ -40,6 +43,7 @@ def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive",
     sections, warnings = make_sections(runs)
     for section in sections:
         summarize(section.rows)
+        summarize_explain(section, warnings)
         flag_degenerate(section)
         compare_to_baseline(section.rows, baseline, samples, warnings)
         data_notes(section)

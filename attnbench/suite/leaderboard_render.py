@@ -14,7 +14,9 @@ from typing import Any
 
 from attnbench.metrics.baselines import BASELINES
 from attnbench.metrics.degeneracy import COLLAPSE
+from attnbench.plotting import png, pyplot
 from attnbench.suite.columns import COLUMNS, CSV_FIELDS, EXAMPLES_ONLY, Cell, Table
+from attnbench.suite.interpretability_render import explain_markdown, explain_plots
 from attnbench.suite.rows import Report, Section
 from attnbench.suite.stats import MIN_SEEDS
 from attnbench.tracking.record import finite_or_null
@@ -94,7 +96,7 @@ def _section_markdown(section: Section, baseline: str) -> list[str]:
     lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{section.name}: quality vs training time](plots/{section.slug}-quality-vs-time.png)",
               f"![{section.name}: {table.primary} per variant](plots/{section.slug}-{table.primary}.png)", ""]
-    return lines
+    return lines + explain_markdown(section)
 
 
 def render_csv(report: Report) -> str:
@@ -142,11 +144,7 @@ def to_json(report: Report, baseline: str) -> dict[str, Any]:
 
 
 def render_plots(report: Report) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     files: dict[str, bytes] = {}
     for section in report.sections:
         rows = [r for r in section.rows if not r.trivial]
@@ -176,7 +174,7 @@ def render_plots(report: Report) -> dict[str, bytes]:
         ax.set_title(f"{section.name}: quality vs training time")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
-        files[f"plots/{section.slug}-quality-vs-time.png"] = _png(fig)
+        files[f"plots/{section.slug}-quality-vs-time.png"] = png(fig, dpi=120, tight=False)
 
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
         labels = [f"{'⚠ ' if r.flags else ''}{r.label}\n{r.model}" for r in rows]
@@ -198,15 +196,6 @@ def render_plots(report: Report) -> dict[str, bytes]:
         ax.grid(axis="y", alpha=0.3)
         if references:
             ax.legend(fontsize=6, loc="best")
-        files[f"plots/{section.slug}-{primary}.png"] = _png(fig)
+        files[f"plots/{section.slug}-{primary}.png"] = png(fig, dpi=120, tight=False)
+        files.update(explain_plots(section))
     return files
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()

@@ -39,6 +39,7 @@ class Row:
     stats: dict[str, Any] = field(default_factory=dict)
     trivial: str | None = None  # a trivial-baseline row: the baseline's name
     flags: list[dict] = field(default_factory=list)  # {run_id, seed, reason}: why a run of the row is degenerate
+    explained: list = field(default_factory=list)  # suite/interpretability.py Explained, per explained run
 
     @property
     def label(self) -> str:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on servers; must precede pyplot
-import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 
+from attnbench.plotting import png, pyplot
 from attnbench.tasks.probes import ProbeMaps
 from attnbench.tracking.record import write_atomic
 
@@ -48,7 +45,7 @@ def heatmap_png(weights: np.ndarray, queries: list[str], keys: list[str], title:
     nrows = -(-len(panels) // ncols)
     # ~0.14 in a token: room for a 7-point label.
     cell_w, cell_h = max(4.0, 0.14 * cols + 1.8), max(1.6, 0.14 * len(panels[0][0]) + 1.4)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols, cell_h * nrows), dpi=90, squeeze=False)
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(cell_w * ncols, cell_h * nrows), dpi=90, squeeze=False)
     vmax = max(max(float(matrix.max()) for matrix, _, _ in panels), 1e-6)
     for ax, (matrix, row_labels, panel_title) in zip(axes.flat, panels):
         image = ax.imshow(matrix, cmap="viridis", aspect="auto", vmin=0.0, vmax=vmax)
@@ -62,10 +59,7 @@ def heatmap_png(weights: np.ndarray, queries: list[str], keys: list[str], title:
     fig.colorbar(image, ax=list(axes.flat), fraction=0.02, pad=0.01)  # one scale for every panel
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png(fig, dpi=90)
 
 
 def figures(probes: list[ProbeMaps]) -> dict[tuple[int, str], bytes]:
@@ -114,8 +108,8 @@ class AttentionMaps(pl.Callback):
 
         captions = {p.id: p.caption[:300] for p in probes}
         # One key per probe and map, so W&B shows each as a panel whose slider steps through the epochs.
-        for (probe_id, name), png in pngs.items():
-            trainer.logger.log_image(key=f"{prefix}/probe{probe_id}/{name}", images=[Image.open(io.BytesIO(png))],
+        for (probe_id, name), image in pngs.items():
+            trainer.logger.log_image(key=f"{prefix}/probe{probe_id}/{name}", images=[Image.open(io.BytesIO(image))],
                                      caption=[captions[probe_id]], step=trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -135,6 +129,6 @@ class AttentionMaps(pl.Callback):
         pngs = figures(probes)
         if self._logs_images(trainer):
             self._log(trainer, probes, pngs, "attention_best")
-        for (probe_id, name), png in pngs.items():
-            write_atomic(self.out_dir / f"probe{probe_id}_{name}.png", png)
+        for (probe_id, name), image in pngs.items():
+            write_atomic(self.out_dir / f"probe{probe_id}_{name}.png", image)
         write_atomic(self.out_dir / "attention.npz", npz_bytes(probes))
