@@ -171,7 +171,7 @@ def _probe_plot(section: Section, probes: list) -> bytes:
     heights = [2 * len(entries) for _, entries in probes]
     fig, axes = plt.subplots(len(probes), 1, figsize=(max(6.0, 0.32 * max(widths) + 3), 0.9 + 0.28 * sum(heights)
                                                         + 0.9 * len(probes)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+                             gridspec_kw={"height_ratios": heights, "hspace": 0.45}, squeeze=False)
     for ax, (probe, entries) in zip(axes[:, 0], probes):
         matrix, labels = [], []
         for row, explained, entry in entries:
