@@ -77,6 +77,12 @@ def assert_same_run(resumed: Path, whole: Path) -> None:
     assert a["status"] == "completed", a.get("error")
     assert a["metrics"] == b["metrics"]
     assert (a["cost"]["steps"], a["cost"]["epochs"]) == (b["cost"]["steps"], b["cost"]["epochs"])
+    # The learning history: the earlier attempt's validations kept, a redone one replaced (not repeated); only the
+    # clock differs.
+    def curve(r: dict) -> list[dict]:
+        return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in r["history"]]
+
+    assert curve(a) == curve(b) and len(curve(b)) >= 2
     assert (resumed / "predictions.jsonl").read_text() == (whole / "predictions.jsonl").read_text()
     # The weights and optimizer state of the last validation, bit for bit.
     x, y = (torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

@@ -62,6 +62,14 @@ def test_training_run_writes_complete_record(variant, backbone, data_dir, shared
     assert train["loss_end"] < train["loss_start"] - 0.05, train
     cost = record["cost"]
     assert cost["params"] > 0 and cost["tokens_per_second"] > 0
+    # The learning history: one entry per validation (one an epoch), the clock running, and the best entry's
+    # monitored metric is the validation score the record keeps for the best checkpoint.
+    history = record["history"]
+    assert [(e["epoch"], e["step"]) for e in history] == [(0, cost["steps"] // 2), (1, cost["steps"])]
+    seconds = [e["train_seconds"] for e in history]
+    assert 0 < seconds[0] <= seconds[1] <= cost["train_seconds"] + 1e-3
+    assert max(e["metrics"]["val/accuracy"] for e in history) == pytest.approx(record["metrics"]["val"]["accuracy"])
+    assert all(e["train_loss"] > 0 and set(e["metrics"]) == {"val/loss", "val/accuracy", "val/f1"} for e in history)
     # Two full epochs of batches of at most 32 covering all 2000 examples.
     assert cost["epochs"] == 2 and cost["steps"] % 2 == 0 and cost["steps"] // 2 >= 2000 // 32
     assert cost["train_seconds"] > 0 and cost["peak_memory_mb"] > 0 and 0.0 <= cost["padding_fraction"] < 0.5

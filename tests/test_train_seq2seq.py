@@ -58,6 +58,9 @@ def test_seq2seq_run_scores_and_maps(task, backbone, data_dir, seq2seq_cache, tm
         assert metrics[split]["ppl"] == pytest.approx(np.exp(metrics[split]["loss"]), rel=1e-4)
     # Decoded metrics: the whole test split, and the greedy validation slice under its own name.
     assert set(metrics["val"]) == {"loss", "ppl"} and set(metrics["val_slice"]) == set(names)
+    # Its learning history keeps the model-selection metric (the greedy validation slice) per validation.
+    assert [e["epoch"] for e in record["history"]] == [0, 1]
+    assert all({f"val_slice/{n}" for n in names} | {"val/loss", "val/ppl"} <= set(e["metrics"]) for e in record["history"])
     for split in ("val_slice", "test"):
         for name in names:
             assert 0.0 <= metrics[split][name] <= 100.0

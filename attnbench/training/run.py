@@ -33,6 +33,7 @@ from attnbench.training.stopping import ValidateAtMaxSteps
 from attnbench.tracking.attention_maps import AttentionMaps
 from attnbench.tracking.claim import Claim
 from attnbench.tracking.cost import CostClock, PeakMemory, Timed, TrainingPeak
+from attnbench.tracking.history import LearningHistory
 from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, read_record,
     saved_config_hash, versions, write_atomic, write_json, write_jsonl,
@@ -75,6 +76,8 @@ def run(cfg: DictConfig) -> Path:
             claim.release()
         raise
     logger = None
+    learning: LearningHistory | None = None  # the fit's validations, also of a run that fails or is stopped
+    history: list[dict] | None = None
     # From here on the folder exists, so whatever stops the run (an error, a signal) ends in a metrics.json.
     try:
         if resume_dir is None and rank0:
@@ -87,7 +90,9 @@ def run(cfg: DictConfig) -> Path:
         if cfg.trainer.devices > 1 and rank0:
             os.environ[RUN_ID_ENV] = cfg.run_id
         trainer, cost = build_trainer(cfg, run_dir, logger, data)
+        learning = cost.history
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
+        history = list(cost.history.entries)  # before test/validate load the best checkpoint
         # Read before test/validate load the best checkpoint, whose tallies (and the cost clock's state, restored
         # with it) are those of an earlier epoch.
         train_tokens, train_loss = int(task.train_tokens), task.train_loss_summary()
@@ -141,6 +146,8 @@ def run(cfg: DictConfig) -> Path:
     finally:
         os.environ.pop(RUN_ID_ENV, None)
         record["provenance"]["finished_at"] = now()
+        if history is not None or learning is not None:
+            record["history"] = history if history is not None else learning.entries
         if logger is not None and rank0:  # later steps (attnbench explain) log into the same W&B run
             record["provenance"]["wandb_run_id"] = logger.version
         try:
@@ -262,11 +269,13 @@ def resolve_precision(cfg: DictConfig) -> str:
 
 @dataclass
 class Cost:
-    """The callbacks and meter that measure a run's cost (tracking/cost.py)."""
+    """The callbacks and meter that measure a run's cost (tracking/cost.py) and its learning history
+    (tracking/history.py)."""
 
     clock: CostClock
     peak: TrainingPeak
     memory: PeakMemory
+    history: LearningHistory
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trainer, Cost]:
@@ -281,9 +290,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         save_top_k=1, save_last=False, save_on_train_epoch_end=False, enable_version_counter=False,
     )
     memory = PeakMemory(uses_gpu(cfg))
-    cost = Cost(CostClock(), TrainingPeak(memory), memory)
+    clock = CostClock()
+    cost = Cost(clock, TrainingPeak(memory), memory, LearningHistory(clock))
     callbacks: list[pl.Callback] = [checkpoint, LastCheckpoint(run_dir / "checkpoints"), cost.clock, cost.peak,
-                                    ValidateAtMaxSteps(), FiniteLoss(every=t.log_every_n_steps), ResumableState()]
+                                    cost.history, ValidateAtMaxSteps(), FiniteLoss(every=t.log_every_n_steps),
+                                    ResumableState()]
     if t.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
