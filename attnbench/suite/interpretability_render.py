@@ -49,12 +49,15 @@ def explain_markdown(section: Section) -> list[str]:
              "gradient x input at the source embeddings; uniform attention: every cross-attention" if seq2seq else
              "per test example, the pooling attention (head mean) against gradient x input at the token embeddings; "
              "uniform attention: the pooling weights")
+    drop = (f"the {section.primary} of the explained sample's beam decoding minus its value with uniform weights"
+            if seq2seq else f"test {section.primary} minus its value with uniform weights")
+    eraser = (" comprehensiveness@0.2: loss of the predicted class's probability when the top 20% of tokens by "
+              "attention are deleted, beside a random ranking's (ERASER, DeYoung et al. 2020)."
+              if any(s.name == "comprehensiveness" for s in stats) else "")
     lines = [f"### {section.name}: is the attention an explanation?", "",
              f"From `attnbench explain` (explain.json beside each record): mean over the explained seeds [95% t "
-             f"interval]; {scope}. τ: Kendall's tau, significant: its p < 0.05 (Jain & Wallace 2019); drop: "
-             f"test {section.primary} minus its value with uniform weights (Wiegreffe & Pinter 2019); "
-             "comprehensiveness@0.2: loss of the predicted class's probability when the top 20% of tokens by "
-             "attention are deleted, beside a random ranking's (ERASER, DeYoung et al. 2020).", "",
+             f"interval; none for one seed]; {scope}. τ: Kendall's tau, significant: its p < 0.05 (Jain & Wallace "
+             f"2019); drop: {drop} (Wiegreffe & Pinter 2019).{eraser}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         explain = row.stats["explain"]
