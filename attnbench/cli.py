@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="attention variant the others are tested against (default %(default)s)")
     board.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
     board.add_argument("--title", default="attnbench leaderboard", help="heading of leaderboard.md")
+    board.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
+                       help="log the table and plots to a W&B 'leaderboard' run (default: $WANDB_MODE, else offline; "
+                            "offline runs go to <out>/wandb/, `wandb sync` uploads them)")
+    board.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
+    board.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
     bench = sub.add_parser("bench", help="forward+backward time and memory of every variant vs F.scaled_dot_product_attention")
     bench.add_argument("--variants", type=_names, help="comma-separated (default: every built-in variant)")
     bench.add_argument("--lengths", type=_ints, help="sequence lengths (default GPU 64..4096, CPU 64,128,256)")
@@ -290,14 +295,18 @@ def _raise_interrupt(signum, frame):
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from attnbench.suite.leaderboard import build_leaderboard
+    from attnbench.suite.leaderboard_wandb import wandb_mode
 
     report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
-                               title=args.title)
+                               title=args.title, wandb=wandb_mode(args.wandb), project=args.wandb_project,
+                               entity=args.wandb_entity)
     for warning in report.warnings:
         print(f"attnbench: warning: {warning}", file=sys.stderr)
     for problem in report.skipped:
         print(f"attnbench: skipped {problem}", file=sys.stderr)
     print(f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to {', '.join(map(str, report.files))}")
+    if report.wandb_run_id:
+        print(f"logged to W&B run {report.wandb_run_id} (project {args.wandb_project})")
     return 0
 
 

@@ -194,7 +194,7 @@ def md_row(md: str, label: str, backbone: str) -> dict[str, str]:
 
 def board(runs: Path, out: Path, *args: str) -> dict:
     """Run the command; its leaderboard.json."""
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out), "--samples", "300", *args]) == 0
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out), "--samples", "300", *args]) == 0
     return json.loads((out / "leaderboard.json").read_text())
 
 
@@ -225,7 +225,7 @@ def suite(tmp_path) -> Path:
 
 def test_leaderboard_command_on_known_records(suite, tmp_path, capsys):
     out = tmp_path / "board"
-    assert main(["leaderboard", "--runs", str(suite), "--out", str(out), "--samples", "400"]) == 0
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(suite), "--out", str(out), "--samples", "400"]) == 0
     err = capsys.readouterr().err
     assert "attnbench: skipped" in err and "broken" in err and "partial" in err
     board = json.loads((out / "leaderboard.json").read_text())
@@ -283,7 +283,7 @@ def test_leaderboard_rows_split_by_a_varied_setting(tmp_path):
             write_record(runs, "multihead", "transformer", seed, correct_array(0.6 + 0.1 * heads, seed + heads),
                          extra=(f"attention.heads={heads}",))
     out = tmp_path / "board"
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out), "--baseline", "multihead"]) == 0
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out), "--baseline", "multihead"]) == 0
     rows = json.loads((out / "leaderboard.json").read_text())["tasks"]["sentiment"]
     assert [(r["settings"], r["metrics"]["accuracy"]["n"]) for r in rows] == [
         ({"attention.heads": 1}, 2), ({"attention.heads": 2}, 2)]
@@ -298,7 +298,7 @@ def test_predictions_that_do_not_reproduce_the_record_skip_the_record(tmp_path):
     record["metrics"]["test"]["accuracy"] = 0.95
     (bad / "metrics.json").write_text(json.dumps(record))
     out = tmp_path / "board"
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out)]) == 0
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out)]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
     assert any("predictions.jsonl gives test accuracy 0.7975 but metrics.json says 0.9500" in s
                for s in board["skipped"])
@@ -352,7 +352,7 @@ def test_leaderboard_bad_input_exits_2_and_writes_nothing(case, tmp_path, capsys
     if case == "too few samples":
         write_record(runs, "additive", "rnn", 1, correct_array(0.7, 1))
     out = tmp_path / "board"
-    args = ["leaderboard", "--runs", str(runs), "--out", str(out)] + (["--samples", "10"] if case == "too few samples" else [])
+    args = ["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out)] + (["--samples", "10"] if case == "too few samples" else [])
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("attnbench: error:")

@@ -254,7 +254,7 @@ def test_out_that_is_a_file_is_refused_in_one_line(where, tmp_path, healthy, cap
         blocker = target
     blocker.write_text("not a folder\n")
     out = target / "sub" if where == "below out" else target
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out)]) == 2
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out)]) == 2
     line = _one_error_line(capsys)
     assert f"--out {out}" in line and f"{blocker} is a file, not a folder: pass --out <a folder>" in line
     assert blocker.read_text() == "not a folder\n"
@@ -268,7 +268,7 @@ def test_read_only_out_is_refused_in_one_line(tmp_path, healthy, capsys, no_work
     out.mkdir()
     out.chmod(0o555)
     try:
-        assert main(["leaderboard", "--runs", str(runs), "--out", str(out / "new")]) == 2
+        assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out / "new")]) == 2
     finally:
         out.chmod(0o755)
     line = _one_error_line(capsys)
@@ -282,7 +282,7 @@ def test_a_read_only_out_is_refused_whoever_runs_it(tmp_path, healthy, capsys, m
     out = tmp_path / "board"
     out.mkdir()
     monkeypatch.setattr(leaderboard.os, "access", lambda path, mode: Path(path) != out)
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out)]) == 2
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out)]) == 2
     assert f"--out {out} is not writable ({out} is read-only for this user)" in _one_error_line(capsys)
 
 
@@ -392,7 +392,7 @@ def test_disk_full_while_writing_plots_leaves_the_previous_leaderboard_intact(tm
     capsys.readouterr()
     # Files are written md, csv, json, then the plots: the 4th is the first plot.
     fail_at(monkeypatch, record_module, "_write", 4, OSError(errno.ENOSPC, "No space left on device"))
-    assert main(["leaderboard", "--runs", str(runs), "--out", str(out), "--samples", "100"]) == 2
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out), "--samples", "100"]) == 2
     assert snapshot(out) == before  # md, csv, json and plots all the previous ones, nothing staged left
     line = _one_error_line(capsys)
     assert line == (f"attnbench: error: cannot write the leaderboard into --out {out} "

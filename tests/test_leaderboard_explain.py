@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,43 @@ def test_seq2seq_columns_read_the_last_cross_attention_layer_and_the_metric_chan
     assert "the last cross-attention layer" in md and "comprehensiveness" not in header  # no values: no column
     assert (out / "plots" / "summarization-cnn_dailymail-explain-tau.png").is_file()
     assert not list((out / "plots").glob("*explain-p*"))  # permutation and probes are classification plots
+
+
+def test_the_leaderboard_goes_to_a_wandb_leaderboard_run(explained, tmp_path, capsys):
+    """Offline by default ($WANDB_MODE unset): the table with the CSV's columns and rows, and every plot as an image,
+    in one run under <out>/wandb/, read back from W&B's own run file."""
+    from attnbench.cli import main
+    from tests.helpers import wandb_records
+
+    out = tmp_path / "board"
+    env = dict(os.environ)
+    os.environ.pop("WANDB_MODE", None)
+    try:
+        assert main(["leaderboard", "--runs", str(explained), "--out", str(out), "--samples", "200"]) == 0
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    assert "logged to W&B run" in capsys.readouterr().out
+    (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
+    history = {k: v for item in wandb_records(run_file, "history") for k, v in item.items()}
+    lines = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
+    assert history["leaderboard/table/_type"] == "table-file" and history["leaderboard/table/nrows"] == len(lines)
+    assert history["leaderboard/table/ncols"] == len(lines[0])
+    plots = sorted(p.stem for p in (out / "plots").glob("*.png"))
+    assert sorted(k.split("/")[2] for k in history if k.endswith("/_type") and k.startswith("leaderboard/plots/")) == plots
+    summary = {k: v for update in wandb_records(run_file, "summary") for k, v in update.items()}
+    assert summary["records"] == 9 and summary["sections"] == 1
+
+
+def test_an_unknown_wandb_mode_is_refused_before_anything_is_written(explained, tmp_path, capsys):
+    from attnbench.cli import main
+    from attnbench.suite.leaderboard import build_leaderboard
+    from attnbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--wandb sometimes: use one of online, offline, disabled"):
+        build_leaderboard(explained, tmp_path / "board", wandb="sometimes")
+    assert not (tmp_path / "board").exists()
+    with pytest.raises(SystemExit) as exit_:  # argparse: one usage line, exit 2
+        main(["leaderboard", "--runs", str(explained), "--out", str(tmp_path / "b"), "--wandb", "sometimes"])
+    assert exit_.value.code == 2 and "invalid choice: 'sometimes'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -281,7 +281,7 @@ rules:  # the cell to be killed trains long enough to be caught mid-run
     third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert third.returncode == 0 and "0 to run" in third.stdout
     assert records(out, "baseline") == baselines
-    assert main(["leaderboard", "--runs", str(out), "--out", str(tmp_path / "board"), "--baseline", "dot"]) == 0
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(out), "--out", str(tmp_path / "board"), "--baseline", "dot"]) == 0
     board = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     models = [r for r in board["tasks"]["sentiment"] if r.get("attention")]
     assert sorted(r["attention"] for r in models) == ["dot", "general", "scaled_dot"]

@@ -13,6 +13,7 @@ The pipeline, one module a stage (each way the leaderboard grows has one place):
     renderers   attnbench.suite.leaderboard_render   Markdown, CSV, JSON, plots
                 attnbench.suite.interpretability_render   the interpretability table and plots of a section
     publishing  attnbench.suite.publish     all or nothing: staged beside the targets, moved into place, rolled back
+    W&B         attnbench.suite.leaderboard_wandb   the table and plots in a "leaderboard" run (offline by default)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from attnbench.errors import ConfigError
 from attnbench.suite.interpretability import summarize_explain
 from attnbench.suite.leaderboard_render import render_all
+from attnbench.suite.leaderboard_wandb import MODES, check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import OUTPUTS, publish
 from attnbench.suite.records import provenance, read_runs
 from attnbench.suite.row_stats import compare_to_baseline, summarize
@@ -32,10 +34,16 @@ __all__ = ["build_leaderboard", "check_out", "publish", "read_runs"]
 
 
 def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive", samples: int = 1000,
-                      title: str = "attnbench leaderboard") -> Report:
+                      title: str = "attnbench leaderboard", wandb: str = "disabled", project: str = "attnbench",
+                      entity: str | None = None) -> Report:
+    """The leaderboard of the records under runs_dir, written into out_dir; with wandb "offline" or "online" also
+    logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb)."""
     if samples < 100:
         raise ConfigError(f"--samples {samples} is too few for a bootstrap p-value: use at least 100 (default 1000)")
+    if wandb not in MODES:
+        raise ConfigError(f"--wandb {wandb}: use one of {', '.join(MODES)}")
     check_out(out_dir)
+    check_leaderboard_wandb(wandb)
     runs, skipped = read_runs(runs_dir)
     if not runs:
         raise ConfigError(f"no completed run records under {runs_dir}" + (f" ({len(skipped)} skipped)" if skipped else "")
@@ -48,7 +56,10 @@ def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive",
         compare_to_baseline(section.rows, baseline, samples, warnings)
         data_notes(section)
     report = Report(sections, skipped, warnings, provenance(runs), len(runs))
-    report.files = publish(out_dir, render_all(report, baseline, title, runs_dir, samples))
+    files = render_all(report, baseline, title, runs_dir, samples)
+    report.files = publish(out_dir, files)
+    report.wandb_run_id = log_leaderboard(report, files, out_dir, wandb, project, entity, {
+        "runs": str(runs_dir), "baseline": baseline, "samples": samples, "title": title})
     return report
 
 

@@ -99,18 +99,25 @@ def _section_markdown(section: Section, baseline: str) -> list[str]:
     return lines + explain_markdown(section)
 
 
-def render_csv(report: Report) -> str:
-    """One line per (section, row, test metric); missing rows have n=0 and empty values."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
+def csv_rows(report: Report) -> list[dict[str, Any]]:
+    """One dict per (section, row, test metric), typed values (the CSV's lines and the W&B table's rows); missing
+    rows have n=0 and empty values."""
     fields = [c for c in COLUMNS if c.csv is not None]
+    rows = []
     for section in report.sections:
         table = Table(section)
         for row in section.rows:
             for metric in [None] if row.missing else row.stats["metrics"]:
                 cell = Cell(table, row, metric)
-                writer.writerow({c.name: c.csv_value(cell) for c in fields})
+                rows.append({c.name: c.csv_value(cell) for c in fields})
+    return rows
+
+
+def render_csv(report: Report) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_rows(report))
     return buffer.getvalue()
 
 

@@ -89,6 +89,7 @@ class Report:
     provenance: dict[str, Any]
     n_records: int
     files: list[Path] = field(default_factory=list)
+    wandb_run_id: str | None = None  # the W&B "leaderboard" run it was logged to
 
     @property
     def tasks(self) -> dict[str, list[Row]]:

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from attnbench.suite.spec import Spec, format_value
-from attnbench.tracking.wandb_setup import check_online
+from attnbench.tracking.wandb_online import check_online
 
 
 def wandb_sweep_config(spec: Spec) -> dict[str, Any]:

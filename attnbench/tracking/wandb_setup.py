@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import netrc
 import os
 from pathlib import Path
 from typing import Any
@@ -11,32 +10,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from attnbench.config import attention_label
-from attnbench.errors import ConfigError
-from attnbench.netcheck import unreachable_reason
-
-
-def _has_api_key() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
+from attnbench.tracking.wandb_online import check_online
 
 
 def check_wandb(cfg: DictConfig) -> None:
     """Refuse an online run that could not log, before any work: no key, or no route to the server."""
     if cfg.wandb.mode == "online":
         check_online("wandb.mode=online", offline_hint="use wandb.mode=offline (sync later with `wandb sync`)")
-
-
-def check_online(what: str, offline_hint: str = "work offline instead") -> None:
-    if not _has_api_key():
-        raise ConfigError(f"{what} needs a W&B API key and none is configured: run `wandb login` or set "
-                          f"WANDB_API_KEY, or {offline_hint}")
-    reason = unreachable_reason(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
-    if reason:
-        raise ConfigError(f"{what}, but the W&B server cannot be reached ({reason}): {offline_hint}")
 
 
 def _run_identity(cfg: DictConfig) -> dict[str, Any]:
