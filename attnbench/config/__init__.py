@@ -12,7 +12,15 @@ One module per concern, each importing only those before it:
 Import from here (`from attnbench.config import load_config`); the modules are the layout, this is the interface.
 """
 
-from attnbench.config.compose import GROUPS, TOP_LEVEL_KEYS, config_dir, group_options, load_config, load_saved_config
+from attnbench.config.compose import (
+    GROUPS,
+    TOP_LEVEL_KEYS,
+    config_dir,
+    default_wandb_mode,
+    group_options,
+    load_config,
+    load_saved_config,
+)
 from attnbench.config.hashing import NOT_RESULT_KEYS, attention_label, config_hash, result_settings, to_yaml
 from attnbench.config.rules import (
     MAX_NAME_BYTES,

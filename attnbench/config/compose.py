@@ -257,10 +257,15 @@ def _omegaconf_message(err: OmegaConfBaseException) -> str:
     return str(err).strip().splitlines()[0]
 
 
+def default_wandb_mode() -> str:
+    """W&B's mode when none is given: $WANDB_MODE, else offline (runs' wandb.mode, the leaderboard's --wandb)."""
+    return os.environ.get("WANDB_MODE") or "offline"
+
+
 def _fill_environment_defaults(cfg: DictConfig) -> None:
     if cfg.data_dir is None and os.environ.get("ATTNBENCH_DATA_DIR"):
         cfg.data_dir = os.environ["ATTNBENCH_DATA_DIR"]
     if cfg.cache_dir is None:
         cfg.cache_dir = os.environ.get("ATTNBENCH_CACHE_DIR") or str(Path.home() / ".cache" / "attnbench")
     if cfg.wandb.mode is None:
-        cfg.wandb.mode = os.environ.get("WANDB_MODE") or "offline"
+        cfg.wandb.mode = default_wandb_mode()

@@ -10,6 +10,7 @@ import numpy as np
 from scipy import stats
 
 IMPORTANCES = ("gradient", "loo", "ig")
+IMPORTANCE_LABELS = {"gradient": "gradient x input", "loo": "leave-one-out", "ig": "integrated gradients"}
 SIGNIFICANCE = 0.05  # a tau whose p is below this counts as significant (Jain & Wallace 2019)
 
 

@@ -31,7 +31,7 @@ from attnbench.config.families import FAMILIES
 from attnbench.data.batching import collate_classification, collate_seq2seq
 from attnbench.errors import ConfigError
 from attnbench.explain.classification import Examples, explain_batches, explain_probes, summarize
-from attnbench.explain.common import IMPORTANCES, Agreement, Settings
+from attnbench.explain.common import IMPORTANCE_LABELS, IMPORTANCES, Agreement, Settings
 from attnbench.explain.seq2seq import Steps, explain_steps, summarize_steps
 from attnbench.plotting import png, pyplot
 from attnbench.tasks.families import family
@@ -265,13 +265,12 @@ def _title(cfg: DictConfig) -> str:
 def _tau_plot(ex: Examples, cfg: DictConfig) -> bytes:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(IMPORTANCES), figsize=(4 * len(IMPORTANCES), 3), sharey=True)
-    labels = {"gradient": "gradient x input", "loo": "leave-one-out", "ig": "integrated gradients"}
     for ax, name in zip(axes, IMPORTANCES):
         tau = np.asarray(ex.tau[name], dtype=float)
         tau = tau[np.isfinite(tau)]
         ax.hist(tau, bins=np.linspace(-1, 1, 41), color="tab:blue")
         ax.axvline(float(np.mean(tau)) if tau.size else 0.0, color="black", linestyle="--", linewidth=1)
-        ax.set_xlabel(f"Kendall tau, attention vs {labels[name]}")
+        ax.set_xlabel(f"Kendall tau, attention vs {IMPORTANCE_LABELS[name]}")
     axes[0].set_ylabel("test examples")
     fig.suptitle(f"{_title(cfg)}: agreement of attention with importance (dashed: mean)")
     return png(fig)

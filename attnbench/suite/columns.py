@@ -212,7 +212,7 @@ def _test(name: str, key: str | None = None, **kw: Any) -> Column:
 
 def _explained(cell: Cell) -> dict[str, Any]:
     """The row's interpretability statistics (suite/interpretability.py), on the primary metric's CSV line only."""
-    return cell.row.stats.get("explain") or {} if cell.is_primary else {}
+    return (cell.row.stats.get("explain") or {}) if cell.is_primary else {}
 
 
 def _explain(stat: str, key: str) -> Column:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from attnbench.suite.interpretability import value_at
 from attnbench.suite.stats import seed_statistics
 from attnbench.tracking.record import write_atomic
 
@@ -31,14 +32,6 @@ COLUMNS = (
 )
 
 
-def _get(block: dict, path: tuple[str, ...]) -> float | None:
-    for key in path:
-        if not isinstance(block, dict) or key not in block:
-            return None
-        block = block[key]
-    return block if isinstance(block, (int, float)) else None
-
-
 def collect(runs: Path) -> dict[str, list[dict[str, Any]]]:
     """variant -> the explain.json reports found under `runs` (one per seed)."""
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -55,7 +48,7 @@ def render(found: dict[str, list[dict[str, Any]]], title: str) -> str:
     for name, path, scale in COLUMNS:
         cells = []
         for reports in found.values():
-            values = [v * scale for v in (_get(r["pooling"], path) for r in reports) if v is not None]
+            values = [v * scale for v in (value_at(r["pooling"], *path) for r in reports) if v is not None]
             if not values:
                 cells.append("-")
                 continue

@@ -14,9 +14,8 @@ that were explained. Per run:
                       (classification); beside it the random ranking's, which attention has to beat
 
 An explain.json that cannot be read, or belongs to another run (its run_id, attention, model, seed), is left out
-with a warning; a run explained before its record was rewritten is left out the same way. The per-example values
-(explain.npz) and the probes (explain.json "probes") are kept on the row for the plots
-(attnbench.suite.interpretability_plots); only the statistics go into the leaderboard's files.
+with a warning. The per-example values (explain.npz) and the probes (explain.json "probes") are kept on the row for
+the plots (attnbench.suite.interpretability_render); only the statistics go into the leaderboard's files.
 """
 
 from __future__ import annotations
@@ -70,7 +69,8 @@ class Stat:
     metric_units: bool = False  # shown in the primary metric's units (format_metric), else as a plain number
 
 
-def _get(block: Any, *path: str) -> float | None:
+def value_at(block: Any, *path: str) -> float | None:
+    """The number at `path` in a nested explain.json block; None where the path or a number is missing."""
     for key in path:
         if not isinstance(block, dict) or key not in block:
             return None
@@ -90,20 +90,20 @@ def _percent(value: float | None) -> float | None:
 
 def _uniform_drop(e: Explained, primary: str) -> float | None:
     if e.seq2seq:
-        change = _get(e.report["seq2seq"], "uniform", "change", primary)
+        change = value_at(e.report["seq2seq"], "uniform", "change", primary)
         return None if change is None else -change
-    return _get(e.report, "pooling", "uniform", "drop") if primary == "accuracy" else None
+    return value_at(e.report, "pooling", "uniform", "drop") if primary == "accuracy" else None
 
 
 STATS: tuple[Stat, ...] = (
-    Stat("tau_gradient", "τ(attention, gradient)", lambda e, _: _get(_agreement(e), "gradient", "tau", "mean")),
+    Stat("tau_gradient", "τ(attention, gradient)", lambda e, _: value_at(_agreement(e), "gradient", "tau", "mean")),
     Stat("significant_gradient", "significant τ (%)",
-         lambda e, _: _percent(_get(_agreement(e), "gradient", "significant_share"))),
+         lambda e, _: _percent(value_at(_agreement(e), "gradient", "significant_share"))),
     Stat("uniform_drop", "drop with uniform attention", _uniform_drop, metric_units=True),
     Stat("comprehensiveness", "comprehensiveness@0.2",
-         lambda e, _: _get(e.report, "pooling", "eraser", "attention", "comprehensiveness@0.2")),
+         lambda e, _: value_at(e.report, "pooling", "eraser", "attention", "comprehensiveness@0.2")),
     Stat("comprehensiveness_random", "… random ranking",
-         lambda e, _: _get(e.report, "pooling", "eraser", "random", "comprehensiveness@0.2")),
+         lambda e, _: value_at(e.report, "pooling", "eraser", "random", "comprehensiveness@0.2")),
 )
 
 

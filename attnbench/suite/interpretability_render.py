@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from attnbench.explain.common import IMPORTANCE_LABELS
 from attnbench.plotting import png, pyplot
 from attnbench.suite.formats import format_metric
 from attnbench.suite.interpretability import STATS, Explained, explained_rows
 from attnbench.suite.rows import Row, Section
 
 PROBES_SHOWN = 3  # probes per figure: each is a panel as wide as its sentence
-IMPORTANCE_LABELS = {"gradient": "gradient x input", "loo": "leave-one-out", "ig": "integrated gradients"}
 
 
 def _cell(stats: dict[str, Any] | None, metric: str | None) -> str:
@@ -42,7 +42,7 @@ def explain_markdown(section: Section) -> list[str]:
     rows = explained_rows(section)
     if not rows:
         return []
-    seq2seq = any(e.seq2seq for r in rows for e in r.explained)
+    seq2seq = _seq2seq(rows)
     stats = [s for s in STATS if any(r.stats["explain"].get(s.name) for r in rows)]
     header = ["attention", "backbone", "explained runs", *[s.header for s in stats]]
     scope = ("per target step of the explained test sample, the last cross-attention layer (head mean) against "
@@ -76,12 +76,16 @@ def explain_plots(section: Section) -> dict[str, bytes]:
     if not rows:
         return {}
     files = {f"plots/{section.slug}-explain-tau.png": _tau_plot(section, rows)}
-    if not any(e.seq2seq for r in rows for e in r.explained):
+    if not _seq2seq(rows):
         files[f"plots/{section.slug}-explain-permutation.png"] = _permutation_plot(section, rows)
         probes = _probes(explained_rows(section))
         if probes:
             files[f"plots/{section.slug}-explain-probes.png"] = _probe_plot(section, probes)
     return files
+
+
+def _seq2seq(rows: list[Row]) -> bool:
+    return any(e.seq2seq for r in rows for e in r.explained)
 
 
 def _label(row: Row) -> str:
@@ -107,7 +111,7 @@ def _tau_plot(section: Section, rows: list[Row]) -> bytes:
         ax.set_ylim(-1, 1.12)
         ax.set_title(f"vs {IMPORTANCE_LABELS[name]}", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    unit = "target step" if any(e.seq2seq for r in rows for e in r.explained) else "test example"
+    unit = "target step" if _seq2seq(rows) else "test example"
     axes[0][0].set_ylabel(f"Kendall tau per {unit} (seeds pooled)")
     fig.suptitle(f"{section.name}: agreement of attention with importance (bar: mean, printed above)", fontsize=9)
     return png(fig)

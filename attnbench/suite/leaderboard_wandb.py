@@ -6,11 +6,11 @@ the leaderboard wrote, as images under the same names. Offline by default (its f
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from attnbench.config import default_wandb_mode
 from attnbench.errors import ResourceError
 from attnbench.suite.columns import CSV_FIELDS
 from attnbench.suite.leaderboard_render import csv_rows
@@ -21,8 +21,8 @@ MODES = ("online", "offline", "disabled")
 
 
 def wandb_mode(requested: str | None) -> str:
-    """--wandb, else $WANDB_MODE, else offline (the rule of a run's wandb.mode)."""
-    return requested or os.environ.get("WANDB_MODE") or "offline"
+    """--wandb, else the default of a run's wandb.mode ($WANDB_MODE, else offline)."""
+    return requested or default_wandb_mode()
 
 
 def check_leaderboard_wandb(mode: str) -> None:

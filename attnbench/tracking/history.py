@@ -21,9 +21,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 
+from attnbench.config import VAL_SLICE
 from attnbench.tracking.cost import CostClock
 
-PREFIXES = ("val/", "val_slice/")  # the logged keys an entry keeps (config.rules.VAL_SLICE is "val_slice")
+PREFIXES = ("val/", f"{VAL_SLICE}/")  # the logged keys an entry keeps
 
 
 def _finite(value: float) -> float | None:

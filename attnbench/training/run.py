@@ -92,7 +92,9 @@ def run(cfg: DictConfig) -> Path:
         trainer, cost = build_trainer(cfg, run_dir, logger, data)
         learning = cost.history
         trainer.fit(task, datamodule=data, ckpt_path=resume_from)
-        history = list(cost.history.entries)  # before test/validate load the best checkpoint
+        # Kept now: test and validate load the best checkpoint, callback states included, which would put the
+        # history back to that checkpoint's validation.
+        history = list(cost.history.entries)
         # Read before test/validate load the best checkpoint, whose tallies (and the cost clock's state, restored
         # with it) are those of an earlier epoch.
         train_tokens, train_loss = int(task.train_tokens), task.train_loss_summary()
