@@ -188,3 +188,20 @@ def test_an_unknown_wandb_mode_is_refused_before_anything_is_written(explained, 
         main(["leaderboard", "--runs", str(explained), "--out", str(tmp_path / "b"), "--wandb", "sometimes"])
     assert exit_.value.code == 2 and "invalid choice: 'sometimes'" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_wandb_failure_after_the_files_are_written_is_one_line_and_exit_2(explained, tmp_path, capsys, monkeypatch):
+    import wandb
+
+    from attnbench.cli import main
+
+    def broken(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(wandb, "init", broken)
+    out = tmp_path / "board"
+    assert main(["leaderboard", "--runs", str(explained), "--out", str(out), "--wandb", "offline"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"attnbench: error: the leaderboard is written to {out}, but logging it to W&B (offline) "
+                              "failed: OSError: no space left on device; rerun with --wandb disabled")
+    assert json.loads((out / "leaderboard.json").read_text())["tasks"]["sentiment"]  # the files are whole
