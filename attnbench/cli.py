@@ -1,4 +1,4 @@
-"""The `attnbench` command: run, baseline, config, list, sweep, leaderboard, bench, harness, verify."""
+"""The `attnbench` command: run, baseline, config, list, sweep, leaderboard, report, bench, harness, verify."""
 
 from __future__ import annotations
 
@@ -67,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "offline runs go to <out>/wandb/, `wandb sync` uploads them)")
     board.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
     board.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    page = sub.add_parser("report", help="one self-contained report.html: the leaderboard table, learning curves, "
+                          "quality vs cost and attention maps side by side")
+    page.add_argument("--runs", nargs="+", default=["results/sweeps/leaderboard"], metavar="DIR",
+                      help="folders searched (recursively) for run records (default %(default)s)")
+    page.add_argument("--out", default="results", help="where report.html goes (default %(default)s)")
+    page.add_argument("--baseline", default="additive", metavar="VARIANT",
+                      help="attention variant the others are tested against (default %(default)s)")
+    page.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
+    page.add_argument("--title", default="attnbench report", help="heading of the page")
+    page.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
+                      help="log the table and the report's figures to a W&B 'leaderboard' run (default: $WANDB_MODE, "
+                           "else offline; offline runs go to <out>/wandb/, `wandb sync` uploads them)")
+    page.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
+    page.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
     bench = sub.add_parser("bench", help="forward+backward time and memory of every variant vs F.scaled_dot_product_attention")
     bench.add_argument("--variants", type=_names, help="comma-separated (default: every built-in variant)")
     bench.add_argument("--lengths", type=_ints, help="sequence lengths (default GPU 64..4096, CPU 64,128,256)")
@@ -293,6 +307,23 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from attnbench.suite.leaderboard_wandb import wandb_mode
+    from attnbench.suite.report import build_report
+
+    report, path = build_report([Path(d) for d in args.runs], Path(args.out), baseline=args.baseline,
+                                samples=args.samples, title=args.title, wandb=wandb_mode(args.wandb),
+                                project=args.wandb_project, entity=args.wandb_entity)
+    for warning in report.warnings:
+        print(f"attnbench: warning: {warning}", file=sys.stderr)
+    for problem in report.skipped:
+        print(f"attnbench: skipped {problem}", file=sys.stderr)
+    print(f"report of {report.n_records} runs ({len(report.sections)} sections) written to {path}")
+    if report.wandb_run_id:
+        print(f"logged to W&B run {report.wandb_run_id} (project {args.wandb_project})")
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from attnbench.suite.leaderboard import build_leaderboard
     from attnbench.suite.leaderboard_wandb import wandb_mode
@@ -371,4 +402,4 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed or not checks else 0
 
 
-COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "explain": cmd_explain, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "data": cmd_data, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard}
+COMMANDS = {"baseline": cmd_baseline, "verify": cmd_verify, "explain": cmd_explain, "harness": cmd_harness, "bench": cmd_bench, "run": cmd_run, "config": cmd_config, "data": cmd_data, "list": cmd_list, "sweep": cmd_sweep, "leaderboard": cmd_leaderboard, "report": cmd_report}

@@ -26,27 +26,23 @@ from attnbench.suite.interpretability import summarize_explain
 from attnbench.suite.leaderboard_render import render_all
 from attnbench.suite.leaderboard_wandb import MODES, check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import OUTPUTS, publish
-from attnbench.suite.records import provenance, read_runs
+from attnbench.suite.formats import listing
+from attnbench.suite.records import Run, provenance, read_runs
 from attnbench.suite.row_stats import compare_to_baseline, summarize
 from attnbench.suite.rows import Report, data_notes, flag_degenerate, make_sections
 
-__all__ = ["build_leaderboard", "check_out", "publish", "read_runs"]
+__all__ = ["analyze", "build_leaderboard", "check_out", "publish", "read_all", "read_runs"]
 
 
-def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive", samples: int = 1000,
-                      title: str = "attnbench leaderboard", wandb: str = "disabled", project: str = "attnbench",
-                      entity: str | None = None) -> Report:
-    """The leaderboard of the records under runs_dir, written into out_dir; with wandb "offline" or "online" also
-    logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb)."""
+def analyze(runs_dirs: list[Path], baseline: str = "additive", samples: int = 1000) -> Report:
+    """The records under runs_dirs in sections and rows, with every statistic; nothing written (the leaderboard and
+    the report render this)."""
     if samples < 100:
         raise ConfigError(f"--samples {samples} is too few for a bootstrap p-value: use at least 100 (default 1000)")
-    if wandb not in MODES:
-        raise ConfigError(f"--wandb {wandb}: use one of {', '.join(MODES)}")
-    check_out(out_dir)
-    check_leaderboard_wandb(wandb)
-    runs, skipped = read_runs(runs_dir)
+    runs, skipped = read_all(runs_dirs)
     if not runs:
-        raise ConfigError(f"no completed run records under {runs_dir}" + (f" ({len(skipped)} skipped)" if skipped else "")
+        raise ConfigError(f"no completed run records under {listing([str(d) for d in runs_dirs], 4)}"
+                          + (f" ({len(skipped)} skipped)" if skipped else "")
                           + ": run `attnbench run ...` or `attnbench sweep ...` first, or pass --runs <folder>")
     sections, warnings = make_sections(runs)
     for section in sections:
@@ -55,21 +51,55 @@ def build_leaderboard(runs_dir: Path, out_dir: Path, baseline: str = "additive",
         flag_degenerate(section)
         compare_to_baseline(section.rows, baseline, samples, warnings)
         data_notes(section)
-    report = Report(sections, skipped, warnings, provenance(runs), len(runs))
-    files = render_all(report, baseline, title, runs_dir, samples)
+    return Report(sections, skipped, warnings, provenance(runs), len(runs))
+
+
+def read_all(runs_dirs: list[Path]) -> tuple[list[Run], list[str]]:
+    """The records of several --runs folders; one folder inside another would count its records twice."""
+    resolved = [d.resolve() for d in runs_dirs]
+    for i, a in enumerate(resolved):
+        for j, b in enumerate(resolved):
+            if i != j and (a == b or a in b.parents):
+                raise ConfigError(f"--runs {runs_dirs[j]} is inside --runs {runs_dirs[i]} (or the same folder): its "
+                                  "records would count twice; pass only the outer folder")
+    runs, skipped = [], []
+    for folder in runs_dirs:
+        found, problems = read_runs(folder)
+        runs += found
+        skipped += problems
+    return runs, skipped
+
+
+def runs_label(runs_dirs: list[Path]) -> str:
+    return ", ".join(f"`{d}`" for d in runs_dirs)
+
+
+def build_leaderboard(runs_dir: Path | list[Path], out_dir: Path, baseline: str = "additive", samples: int = 1000,
+                      title: str = "attnbench leaderboard", wandb: str = "disabled", project: str = "attnbench",
+                      entity: str | None = None) -> Report:
+    """The leaderboard of the records under runs_dir (one folder or several), written into out_dir; with wandb
+    "offline" or "online" also logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb)."""
+    runs_dirs = [runs_dir] if isinstance(runs_dir, Path) else list(runs_dir)
+    if wandb not in MODES:
+        raise ConfigError(f"--wandb {wandb}: use one of {', '.join(MODES)}")
+    check_out(out_dir)
+    check_leaderboard_wandb(wandb)
+    report = analyze(runs_dirs, baseline, samples)
+    files = render_all(report, baseline, title, runs_label(runs_dirs), samples)
     report.files = publish(out_dir, files)
     report.wandb_run_id = log_leaderboard(report, files, out_dir, wandb, project, entity, {
-        "runs": str(runs_dir), "baseline": baseline, "samples": samples, "title": title})
+        "runs": [str(d) for d in runs_dirs], "baseline": baseline, "samples": samples, "title": title})
     return report
 
 
-def check_out(out_dir: Path) -> None:
-    """Refuse an --out that cannot take the leaderboard before any work starts (creating nothing)."""
+def check_out(out_dir: Path, outputs: tuple[str, ...] = OUTPUTS, what: str = "leaderboard.md, .csv, .json and plots/") -> None:
+    """Refuse an --out that cannot take the leaderboard (or the report: its `outputs`) before any work starts
+    (creating nothing)."""
     for path in (out_dir, out_dir / "plots"):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {out_dir}: {path} is a file, not a folder: pass --out <a folder> "
-                              "(leaderboard.md, .csv, .json and plots/ go inside it) or move the file away")
-    for path in (out_dir / name for name in OUTPUTS):
+                              f"({what} go inside it) or move the file away")
+    for path in (out_dir / name for name in outputs):
         if path.exists() and not path.is_file():
             raise ConfigError(f"--out {out_dir}: {path} is not a file the leaderboard can replace: remove it or pass "
                               "another --out")

@@ -54,7 +54,9 @@ def _log(report: Report, files: dict[str, str | bytes], out_dir: Path, mode: str
                      settings=wandb.Settings(init_timeout=60, silent=True))
     try:
         rows = csv_rows(report)
-        table = wandb.Table(columns=list(CSV_FIELDS), data=[[row[c] for c in CSV_FIELDS] for row in rows])
+        # An empty CSV cell is no value: a missing row's "" would clash with the column's type (flagged: bool).
+        table = wandb.Table(columns=list(CSV_FIELDS), data=[[None if row[c] == "" else row[c] for c in CSV_FIELDS]
+                                                            for row in rows])
         images = {f"leaderboard/{name.removesuffix('.png')}": wandb.Image(Image.open(io.BytesIO(content)))
                   for name, content in files.items() if name.endswith(".png")}
         run.log({"leaderboard/table": table, **images})
