@@ -278,3 +278,31 @@ def test_the_report_figures_go_to_the_wandb_leaderboard_run(runs, tmp_path, caps
     assert images == sorted(["sentiment-sst2/learning-curves", "sentiment-sst2/quality-vs-cost",
                              "sentiment-sst2/probe7-pooling", "sentiment-sst2/probe9-pooling"])
     assert len(Page((out / "report.html").read_text()).images) == len(images)
+
+
+def test_long_cross_attention_maps_show_a_readable_window_and_render(runs):
+    """A CNN/DailyMail-sized cross-attention map (60 summary steps x 400 article tokens) in two rows, one with 2
+    heads: the figure shows 48 key tokens around the mass and the first 40 query steps, and still renders."""
+    from PIL import Image
+    import io
+
+    from attnbench.suite.report_data import MAX_QUERIES, Map, RowMaps, probe_grids
+    from attnbench.suite.report_plots import grid_figure
+
+    section = analyze([runs], samples=200).sections[0]
+    rows = [r for r in section.rows if not r.missing and not r.trivial][:2]
+    maps = []
+    for i, row in enumerate(rows):
+        heads = 1 + i
+        weights = np.full((heads, 60, LONG), 0.2 / LONG)
+        weights[:, :, 300:310] += 0.8 / 10
+        source = [f"s{t}" for t in range(LONG)]
+        maps.append(RowMaps(row, row.runs[0], {3: {"cross_attention.layer0": Map(weights, [f"t{q}" for q in range(60)],
+                                                                                  source)}}))
+    (grid,), notes = probe_grids(maps)
+    assert notes == []
+    assert grid.keys.start <= 300 and grid.keys.stop >= 310 and grid.keys.stop - grid.keys.start == MAX_KEYS
+    assert (grid.queries.start, grid.queries.stop, grid.queries.total) == (0, MAX_QUERIES, 60)
+    assert f"of {LONG}" in grid.note and "query steps 1–40 of 60" in grid.note
+    image = Image.open(io.BytesIO(grid_figure(section, grid)))
+    assert 400 < image.width < 6000 and image.height > 200
