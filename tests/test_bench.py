@@ -55,3 +55,39 @@ def test_harness_compares_lightning_with_a_plain_loop_on_the_same_batches(data_d
 def test_harness_refuses_fewer_steps_than_warmup(tmp_path, capsys):
     assert main(["harness", "--steps", "5", "--warmup", "5", "--out", str(tmp_path / "b")]) == 2
     assert "must exceed --warmup" in capsys.readouterr().err
+
+
+def test_harness_plain_loop_runs_the_same_precision_on_the_cpu(data_dir, tmp_path, monkeypatch):
+    """trainer.precision=bf16-mixed on a CPU: the plain loop's loss is computed under CPU bf16 autocast, as
+    Lightning's is (comparing bf16 with fp32 would measure the precision, not the harness); fp32: no autocast."""
+    import torch
+
+    from attnbench.perf import harness
+
+    seen = []
+    original = harness.plain_loss
+
+    def recording(task, batch):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return original(task, batch)
+
+    monkeypatch.setattr(harness, "plain_loss", recording)
+    common = [f"data_dir={data_dir}", f"cache_dir={tmp_path / 'cache'}", "task.limits.train=300", "model.embed_dim=16",
+              "model.hidden_dim=16", "trainer.accelerator=cpu", "--steps", "3", "--warmup", "1"]
+    for precision, expected in (("bf16-mixed", (True, torch.bfloat16)), ("32-true", None)):
+        seen.clear()
+        out = tmp_path / precision
+        assert main(["harness", f"trainer.precision={precision}", *common, "--out", str(out)]) == 0
+        assert len(seen) == 3
+        assert all(s == expected for s in seen) if expected else not any(enabled for enabled, _ in seen)
+        (path,) = out.glob("harness-*.json")
+        assert json.loads(path.read_text())["precision"] == precision
+
+
+def test_harness_refuses_a_precision_the_plain_loop_cannot_mirror(data_dir, tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["harness", f"data_dir={data_dir}", f"cache_dir={tmp_path / 'cache'}", "task.limits.train=300",
+                 "trainer.precision=bf16-true", "--steps", "3", "--warmup", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not trainer.precision=bf16-true" in err[0]
+    assert not out.exists()

@@ -5,7 +5,7 @@ hand-written PyTorch loop; tokens/s of both and their ratio (target: harness >= 
 The batches are drawn once from the run's own train loader (length-bucketed, token budget as configured) and kept
 in memory, so data loading is excluded from both; each side gets `warmup` untimed steps first. The plain loop
 does what a careful hand-written loop does: forward, the task's loss, backward, gradient clipping, optimizer and
-scheduler step, bf16 autocast on a GPU, nothing else. The harness side is exactly what `attnbench run` trains
+scheduler step, autocast in the run's mixed precision on the same device (CPU too), nothing else. The harness side is exactly what `attnbench run` trains
 with (logging, loss trace, LR schedule), minus validation, checkpoints and W&B.
 
     attnbench harness task=sentiment model=rnn attention=additive --steps 200
@@ -91,12 +91,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+MIXED = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+FULL = ("32", "32-true")
+
+
+def plain_autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The plain loop's side of `precision`, on the same device type as the Lightning side: a mixed precision is
+    torch.autocast(device.type) of its dtype (CPU included: comparing bf16 with fp32 would measure the precision,
+    not the harness); fp32 is no autocast. "True" low precisions change the parameters' dtype, which the plain loop
+    does not mirror."""
+    if precision in MIXED:
+        return torch.autocast(device.type, dtype=MIXED[precision])
+    if precision in FULL:
+        return contextlib.nullcontext()
+    raise ConfigError(f"attnbench harness compares {', '.join([*MIXED, *FULL])} only, not trainer.precision="
+                      f"{precision}: pass one of those")
+
+
 def train_plain(cfg: DictConfig, task: pl.LightningModule, batches: list[dict], warmup: int, device: torch.device,
-                bf16: bool) -> float:
+                precision: str) -> float:
+    autocast = plain_autocast(precision, device)
     task.to(device).train()
     setup = configure_optimizer(task.parameters(), task.optim, len(batches))
     optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     batches = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
     start = 0.0
     for i, batch in enumerate(batches):
@@ -146,6 +163,9 @@ def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict]
 def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
     if steps <= warmup:
         raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
+    precision = resolve_precision(cfg)
+    device = torch.device("cuda" if uses_gpu(cfg) else "cpu")
+    plain_autocast(precision, device)  # refuse a precision the plain loop cannot mirror before any work
     pl.seed_everything(cfg.seed, verbose=False)
     data = build_datamodule(cfg)
     data.setup("fit")
@@ -156,10 +176,8 @@ def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
         if len(batches) == steps:
             break
     tokens = sum(batch_tokens(b) for b in batches[warmup:])
-    precision = resolve_precision(cfg)
-    device = torch.device("cuda" if uses_gpu(cfg) else "cpu")
     pl.seed_everything(cfg.seed, verbose=False)
-    plain = train_plain(cfg, build_task(cfg, data), batches, warmup, device, precision.startswith("bf16"))
+    plain = train_plain(cfg, build_task(cfg, data), batches, warmup, device, precision)
     pl.seed_everything(cfg.seed, verbose=False)
     harness = train_harness(cfg, build_task(cfg, data), batches, warmup, precision)
     return HarnessResult(
