@@ -58,29 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--runs", default="results/sweeps/leaderboard",
                        help="folder searched (recursively) for run records (default %(default)s)")
     board.add_argument("--out", default="results", help="where leaderboard.* and plots/ go (default %(default)s)")
-    board.add_argument("--baseline", default="additive", metavar="VARIANT",
-                       help="attention variant the others are tested against (default %(default)s)")
-    board.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
-    board.add_argument("--title", default="attnbench leaderboard", help="heading of leaderboard.md")
-    board.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
-                       help="log the table and plots to a W&B 'leaderboard' run (default: $WANDB_MODE, else offline; "
-                            "offline runs go to <out>/wandb/, `wandb sync` uploads them)")
-    board.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
-    board.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    _analysis_options(board, "attnbench leaderboard", "heading of leaderboard.md", "the table and plots")
     page = sub.add_parser("report", help="one self-contained report.html: the leaderboard table, learning curves, "
                           "quality vs cost and attention maps side by side")
     page.add_argument("--runs", nargs="+", default=["results/sweeps/leaderboard"], metavar="DIR",
                       help="folders searched (recursively) for run records (default %(default)s)")
     page.add_argument("--out", default="results", help="where report.html goes (default %(default)s)")
-    page.add_argument("--baseline", default="additive", metavar="VARIANT",
-                      help="attention variant the others are tested against (default %(default)s)")
-    page.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
-    page.add_argument("--title", default="attnbench report", help="heading of the page")
-    page.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
-                      help="log the table and the report's figures to a W&B 'leaderboard' run (default: $WANDB_MODE, "
-                           "else offline; offline runs go to <out>/wandb/, `wandb sync` uploads them)")
-    page.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
-    page.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+    _analysis_options(page, "attnbench report", "heading of the page", "the table and the report's figures")
     bench = sub.add_parser("bench", help="forward+backward time and memory of every variant vs F.scaled_dot_product_attention")
     bench.add_argument("--variants", type=_names, help="comma-separated (default: every built-in variant)")
     bench.add_argument("--lengths", type=_ints, help="sequence lengths (default GPU 64..4096, CPU 64,128,256)")
@@ -303,6 +287,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(o.state in ("done", "skipped") for o in outcomes) else 1
 
 
+def _analysis_options(parser: argparse.ArgumentParser, title: str, title_help: str, logged: str) -> None:
+    """The options the leaderboard and the report share: the baseline, the bootstrap, the heading and W&B."""
+    parser.add_argument("--baseline", default="additive", metavar="VARIANT",
+                        help="attention variant the others are tested against (default %(default)s)")
+    parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
+    parser.add_argument("--title", default=title, help=title_help)
+    parser.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
+                        help=f"log {logged} to a W&B 'leaderboard' run (default: $WANDB_MODE, else offline; "
+                             "offline runs go to <out>/wandb/, `wandb sync` uploads them)")
+    parser.add_argument("--wandb-project", default="attnbench", help="W&B project (default %(default)s)")
+    parser.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your default entity)")
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -314,13 +311,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report, path = build_report([Path(d) for d in args.runs], Path(args.out), baseline=args.baseline,
                                 samples=args.samples, title=args.title, wandb=wandb_mode(args.wandb),
                                 project=args.wandb_project, entity=args.wandb_entity)
-    for warning in report.warnings:
-        print(f"attnbench: warning: {warning}", file=sys.stderr)
-    for problem in report.skipped:
-        print(f"attnbench: skipped {problem}", file=sys.stderr)
-    print(f"report of {report.n_records} runs ({len(report.sections)} sections) written to {path}")
-    if report.wandb_run_id:
-        print(f"logged to W&B run {report.wandb_run_id} (project {args.wandb_project})")
+    _print_analysis(report, f"report of {report.n_records} runs ({len(report.sections)} sections) written to {path}",
+                    args)
     return 0
 
 
@@ -331,14 +323,20 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
                                title=args.title, wandb=wandb_mode(args.wandb), project=args.wandb_project,
                                entity=args.wandb_entity)
+    _print_analysis(report, f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to "
+                    f"{', '.join(map(str, report.files))}", args)
+    return 0
+
+
+def _print_analysis(report, written: str, args: argparse.Namespace) -> None:
+    """What a leaderboard or report run tells the user: warnings and skipped records on stderr, then what it wrote."""
     for warning in report.warnings:
         print(f"attnbench: warning: {warning}", file=sys.stderr)
     for problem in report.skipped:
         print(f"attnbench: skipped {problem}", file=sys.stderr)
-    print(f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to {', '.join(map(str, report.files))}")
+    print(written)
     if report.wandb_run_id:
         print(f"logged to W&B run {report.wandb_run_id} (project {args.wandb_project})")
-    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

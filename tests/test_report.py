@@ -137,9 +137,6 @@ def test_report_html_holds_every_part_and_says_what_is_missing(runs, tmp_path):
     assert "fewer than 3 seeds" in text and "dot (rnn)" in text
     assert "dot (rnn): no readable attention maps" in text
     # the long probe shows a readable window over the tokens that carry the mass
-    start = 200 + 20 - MAX_KEYS
-    assert f"showing key tokens {start + 1}–{start + MAX_KEYS} of {LONG}" in text or \
-        re.search(rf"showing key tokens (\d+)–(\d+) of {LONG}", text)
     shown = re.search(rf"showing key tokens (\d+)–(\d+) of {LONG}", text)
     first, last = int(shown.group(1)), int(shown.group(2))
     assert last - first + 1 == MAX_KEYS and first <= 201 and last >= 220
@@ -258,7 +255,8 @@ def test_report_in_headless_chromium(runs, tmp_path):
         browser.set_window_size(1400, min(int(height), 12000))
         assert browser.save_screenshot(str(artefacts / "report-test.png"))
         assert (artefacts / "report-test.png").stat().st_size > 10_000
-        assert browser.get_log("browser") == [] or not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, severe
     finally:
         browser.quit()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from attnbench.errors import ConfigError
 from attnbench.suite.interpretability import summarize_explain
 from attnbench.suite.leaderboard_render import render_all
-from attnbench.suite.leaderboard_wandb import MODES, check_leaderboard_wandb, log_leaderboard
+from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import OUTPUTS, publish
 from attnbench.suite.formats import listing
 from attnbench.suite.records import Run, provenance, read_runs
@@ -80,8 +80,6 @@ def build_leaderboard(runs_dir: Path | list[Path], out_dir: Path, baseline: str 
     """The leaderboard of the records under runs_dir (one folder or several), written into out_dir; with wandb
     "offline" or "online" also logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb)."""
     runs_dirs = [runs_dir] if isinstance(runs_dir, Path) else list(runs_dir)
-    if wandb not in MODES:
-        raise ConfigError(f"--wandb {wandb}: use one of {', '.join(MODES)}")
     check_out(out_dir)
     check_leaderboard_wandb(wandb)
     report = analyze(runs_dirs, baseline, samples)

@@ -36,7 +36,8 @@ def holm_family(section: Section, baseline: str) -> str:
             f"flagged rows and rows with n < {MIN_SEEDS} seeds on either side are not in it")
 
 
-def _rules() -> str:
+def flag_rules() -> str:
+    """The note under a table that explains the flag: which collapse rules and trivial baselines make a row degenerate."""
     collapse = "; ".join(f"{family}: {rule.rule}" for family, rule in COLLAPSE.items())
     floors = ", ".join(name for name, b in BASELINES.items() if b.floor)
     shown = ", ".join(name for name, b in BASELINES.items() if not b.floor)
@@ -92,7 +93,7 @@ def _section_markdown(section: Section, baseline: str) -> list[str]:
         lines.append("| " + " | ".join(text for c in shown for text in c.md_cells(cell)) + " |")
     notes = list(section.notes)
     if any(r.flags for r in section.rows):
-        notes.append(_rules())
+        notes.append(flag_rules())
     lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{section.name}: quality vs training time](plots/{section.slug}-quality-vs-time.png)",
               f"![{section.name}: {table.primary} per variant](plots/{section.slug}-{table.primary}.png)", ""]

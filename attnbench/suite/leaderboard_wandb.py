@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.config import default_wandb_mode
-from attnbench.errors import ResourceError
+from attnbench.errors import ConfigError, ResourceError
 from attnbench.suite.columns import CSV_FIELDS
 from attnbench.suite.leaderboard_render import csv_rows
 from attnbench.suite.rows import Report
@@ -26,6 +26,9 @@ def wandb_mode(requested: str | None) -> str:
 
 
 def check_leaderboard_wandb(mode: str) -> None:
+    """Refuse an unknown --wandb mode, and an online one without a key or a reachable server, before any work."""
+    if mode not in MODES:
+        raise ConfigError(f"--wandb {mode}: use one of {', '.join(MODES)}")
     if mode == "online":
         check_online("attnbench leaderboard --wandb online", offline_hint="use --wandb offline (sync later with "
                      "`wandb sync`) or --wandb disabled")

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnbench.errors import ConfigError
 from attnbench.suite.columns import COLUMNS, EXAMPLES_ONLY, Cell, Table
 from attnbench.suite.leaderboard import analyze, check_out, runs_label
-from attnbench.suite.leaderboard_render import _rules, holm_family
-from attnbench.suite.leaderboard_wandb import MODES, check_leaderboard_wandb, log_leaderboard
+from attnbench.suite.leaderboard_render import flag_rules, holm_family
+from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import publish
 from attnbench.suite.report_data import learning_curves, probe_grids, row_maps
 from attnbench.suite.report_plots import cost_figure, grid_figure, learning_figure
@@ -64,8 +63,6 @@ def build_report(runs_dirs: list[Path], out_dir: Path, baseline: str = "additive
                  entity: str | None = None) -> tuple[Report, Path]:
     """report.html of the records under runs_dirs, written atomically into out_dir; with wandb "offline" or "online"
     the leaderboard table and the report's figures are also logged to a W&B "leaderboard" run."""
-    if wandb not in MODES:
-        raise ConfigError(f"--wandb {wandb}: use one of {', '.join(MODES)}")
     check_out(out_dir, (REPORT,), REPORT)
     check_leaderboard_wandb(wandb)
     report = analyze(runs_dirs, baseline, samples)
@@ -143,7 +140,7 @@ def section_view(section: Section, baseline: str) -> SectionView:
     headers, rows = table_view(section, baseline)
     notes = [holm_family(section, baseline) + "."] + list(section.notes)
     if any(r.flags for r in section.rows):
-        notes.append(_rules())
+        notes.append(flag_rules())
     missing = [f"{r.label} ({r.model}): no completed record" for r in section.rows if r.missing]
     single = [f"{r.label} ({r.model})" for r in section.rows if not r.missing and not r.trivial
               and r.stats["metrics"][section.primary]["n"] < MIN_SEEDS]

@@ -175,10 +175,10 @@ def grid_figure(section: Section, grid: ProbeGrid) -> bytes:
 def _pooling_figure(section: Section, grid: ProbeGrid, ks: slice, vmax: float) -> bytes:
     """A single query per map: per variant, one strip per head (and their mean), and the importance strip."""
     plt = pyplot()
-    blocks = []  # (row maps, map, rows of the attention strip, labels, importance or None)
+    blocks = []  # (row maps, map, rows of the attention strip, labels, importance or None, explain entry or None)
     for rm, m in grid.entries:
         if m is None:
-            blocks.append((rm, None, None, [f"{rm.row.label} ({rm.row.model}): no {grid.name} map"], None))
+            blocks.append((rm, None, None, [f"{rm.row.label} ({rm.row.model}): no {grid.name} map"], None, None))
             continue
         strips = m.weights[:, 0, ks]
         labels = ["attention"] if m.heads == 1 else [f"head {h}" for h in range(min(m.heads, MAX_HEADS))]
@@ -189,9 +189,9 @@ def _pooling_figure(section: Section, grid: ProbeGrid, ks: slice, vmax: float) -
         importance = None
         if entry is not None and len(entry.get("gradient") or []) == len(m.keys):
             importance = _normalised(entry["gradient"])[ks]
-        blocks.append((rm, m, strips, labels, importance))
+        blocks.append((rm, m, strips, labels, importance, entry))
     heights = []
-    for _, m, strips, _, importance in blocks:
+    for _, m, strips, _, importance, _ in blocks:
         heights.append(0.6 if m is None else len(strips))
         if importance is not None:
             heights.append(1.0)
@@ -202,7 +202,7 @@ def _pooling_figure(section: Section, grid: ProbeGrid, ks: slice, vmax: float) -
     axes = list(axes[:, 0])
     attention_image = importance_image = None
     i = 0
-    for rm, m, strips, labels, importance in blocks:
+    for rm, m, strips, labels, importance, entry in blocks:
         ax = axes[i]
         i += 1
         if m is None:
@@ -222,11 +222,10 @@ def _pooling_figure(section: Section, grid: ProbeGrid, ks: slice, vmax: float) -
             ax.set_yticks([0], ["|gradient x input|"], fontsize=7)
             ax.set_xticks([])
             last = ax
-        entry = rm.importance.get(grid.probe)
         if entry is not None and "predicted" in entry:
             wrong = " (wrong)" if entry.get("predicted") != entry.get("label") else ""
             ax.text(1.005, 0.5, f"pred {entry['predicted']}{wrong}", fontsize=7, va="center", transform=ax.transAxes)
-    keys = next(m.keys for _, m, _, _, _ in blocks if m is not None)[ks]
+    keys = next(m.keys for _, m, _, _, _, _ in blocks if m is not None)[ks]
     last.set_xticks(range(len(keys)), keys, rotation=90, fontsize=8)
     if attention_image is not None:
         fig.colorbar(attention_image, ax=axes, fraction=0.015, pad=0.13, label="attention weight (one scale)")
