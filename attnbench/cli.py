@@ -94,7 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     harness.add_argument("overrides", **overrides)
     harness.add_argument("--steps", type=int, default=200, help="training steps per side (default %(default)s)")
     harness.add_argument("--warmup", type=int, default=20, help="untimed steps first (default %(default)s)")
-    harness.add_argument("--out", default="results/bench", help="folder for harness-<device>-<config>.json")
+    harness.add_argument("--rounds", type=int, default=2,
+                         help="times each side runs, in alternating order, each on a fresh model (default %(default)s)")
+    harness.add_argument("--compare", metavar="KEY=A,B", default=None,
+                         help="instead of plain vs Lightning: the Lightning harness at each value of one setting on the "
+                              "same batches, ratios to the first (e.g. trainer.precision=32-true,bf16-mixed)")
+    harness.add_argument("--jobs", metavar="N,M", default=None,
+                         help="instead: the machine's throughput with N, M, ... harness processes at once, each in the "
+                              "environment `sweep --jobs` gives its cells (CPU threads split between them)")
+    harness.add_argument("--out", default="results/bench",
+                         help="folder for harness-<device>-<config>[-<key>|-jobs].json")
     return parser
 
 
@@ -360,14 +369,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_harness(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
-    from attnbench.perf.harness import measure_harness, write_result
+    from attnbench.perf.harness import measure_compare, measure_harness, parse_compare, write_result
+    from attnbench.perf.jobs import measure_jobs, parse_jobs
 
+    if args.compare and args.jobs:
+        raise ConfigError("--compare and --jobs measure different things: pass one of them")
+    compare = parse_compare(args.compare) if args.compare else None  # a bad --compare fails before any loading
     cfg = load_config(args.overrides)
-    result = measure_harness(cfg, steps=args.steps, warmup=args.warmup)
+    if args.jobs:
+        counts = parse_jobs(args.jobs)
+        result = measure_jobs(args.overrides, counts, steps=args.steps, warmup=args.warmup)
+        path = write_result(result, Path(args.out))
+        print(f"{result.config} on {result.device}, {result.steps - result.warmup} timed steps per process, "
+              "Lightning harness throughput with")
+        for n, threads, rate, ratio in zip(result.jobs, result.threads, result.tokens_per_second(), result.ratios()):
+            print(f"  {n} process(es) (OMP_NUM_THREADS={threads or 'unset'}): {rate:,.0f} tokens/s, ratio {ratio:.3f}")
+        print(f"({path})")
+        return 0
+    if compare:
+        result = measure_compare(cfg, *compare, steps=args.steps, warmup=args.warmup, rounds=args.rounds)
+        path = write_result(result, Path(args.out))
+        print(f"{result.config} on {result.device}, {result.steps - result.warmup} timed steps x {result.rounds} "
+              f"rounds, padding {100 * result.padding_fraction:.1f}%, Lightning harness at {result.key}=")
+        for value, precision, rate, ratio in zip(result.values, result.precisions, result.tokens_per_second(),
+                                                 result.ratios()):
+            print(f"  {value:>16} ({precision}): {rate:,.0f} tokens/s, ratio {ratio:.3f}")
+        print(f"({path})")
+        return 0
+    result = measure_harness(cfg, steps=args.steps, warmup=args.warmup, rounds=args.rounds)
     path = write_result(result, Path(args.out))
-    print(f"{result.config} on {result.device} ({result.precision}), {result.steps - result.warmup} timed steps, "
-          f"padding {100 * result.padding_fraction:.1f}%: plain loop {result.plain_tokens_per_second:,.0f} tokens/s, "
-          f"Lightning harness {result.harness_tokens_per_second:,.0f} tokens/s, ratio {result.ratio:.3f} ({path})")
+    print(f"{result.config} on {result.device} ({result.precision}), {result.steps - result.warmup} timed steps x "
+          f"{result.rounds} rounds, padding {100 * result.padding_fraction:.1f}%: plain loop "
+          f"{result.plain_tokens_per_second:,.0f} tokens/s, Lightning harness {result.harness_tokens_per_second:,.0f} "
+          f"tokens/s, ratio {result.ratio:.3f} ({path})")
     return 0
 
 

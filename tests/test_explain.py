@@ -189,7 +189,8 @@ def test_explain_on_a_tiny_real_run(model, data_dir, tmp_path, capsys):
     out = tmp_path / "runs"
     backbone, variant = model.split()
     assert main(["run", "task=sentiment", f"model={backbone}", f"attention={variant}", f"data_dir={data_dir}",
-                 f"cache_dir={tmp_path / 'c'}", f"output_dir={out}", "explain=true", *TINY]) == 0  # explains itself
+                 f"cache_dir={tmp_path / 'c'}", f"output_dir={out}", "explain=true", *TINY,
+                 "trainer.precision=32-true"]) == 0  # explains itself, in fp32 as the run trained
     (run_dir,) = out.iterdir()
     assert "tau(attention, gradient)" in capsys.readouterr().out and (run_dir / "explain.json").is_file()
     (run_dir / "explain.json").unlink()
@@ -198,6 +199,7 @@ def test_explain_on_a_tiny_real_run(model, data_dir, tmp_path, capsys):
     report = json.loads((run_dir / "explain.json").read_text())
     block = report["pooling"]
     assert block["examples"] == 32 and report["settings"]["permutations"] == 5 and report["versions"]["captum"]
+    assert report["settings"]["precision"] == report["settings"]["run_precision"] == "32-true"
     # The diagnostics' own forward pass reproduces the recorded test accuracy of the best checkpoint.
     assert block["uniform"]["accuracy"] == pytest.approx(run_record(out)["metrics"]["test"]["accuracy"])
     assert {"gradient", "loo", "ig"} == set(block["agreement"]) and report["seconds"] > 0

@@ -321,7 +321,7 @@ axes:
 def test_parallel_slots_get_a_gpu_each_or_a_share_of_the_cores(monkeypatch):
     import torch
 
-    from attnbench.suite.sweep import child_environments
+    from attnbench.training.slots import child_environments
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)

@@ -11,6 +11,7 @@ import yaml
 
 from attnbench.cli import main
 from attnbench.config import load_saved_config
+from attnbench.training.precision import choose_precision
 
 VARIANTS = ["additive", "dot", "general", "scaled_dot", "multihead"]
 BACKBONES = {
@@ -75,9 +76,11 @@ def test_training_run_writes_complete_record(variant, backbone, data_dir, shared
     assert cost["train_seconds"] > 0 and cost["peak_memory_mb"] > 0 and 0.0 <= cost["padding_fraction"] < 0.5
     prov = record["provenance"]
     for key in ("git_sha", "git_dirty", "config_hash", "dataset_fingerprint", "tokenizer_hash", "versions",
-                "device", "precision", "deterministic", "started_at", "finished_at"):
+                "device", "precision", "precision_reason", "deterministic", "started_at", "finished_at"):
         assert key in prov, key
-    assert prov["precision"] == "32-true" and "accuracy" in prov["metric_signatures"]
+    # trainer.precision=auto: this machine's choice, with its reason (bf16-mixed where the CPU has native bf16)
+    expected = choose_precision(load_saved_config(run_dir / "config.yaml"), gpu=False)
+    assert (prov["precision"], prov["precision_reason"]) == expected and "accuracy" in prov["metric_signatures"]
 
     # The saved config repeats the run.
     saved = load_saved_config(run_dir / "config.yaml")

@@ -79,7 +79,9 @@ def explain_run(run_dir: Path, settings: Settings = Settings(), batch_size: int 
     report = {
         "run_id": record.get("run_id"), "attention": record.get("attention"), "model": record.get("model"),
         "task": record.get("task"), "seed": record.get("seed"), "checkpoint": str(checkpoint.relative_to(run_dir)),
-        "settings": {**asdict(settings), "batch_size": batch_size, "precision": "32-true", "split": "test"},
+        # fp32 whatever the run trained in (attributions need it): a bf16 run's test metrics may differ by rounding
+        "settings": {**asdict(settings), "batch_size": batch_size, "precision": "32-true",
+                     "run_precision": record.get("provenance", {}).get("precision"), "split": "test"},
         "versions": versions(EXPLAIN_PACKAGES),
         **blocks,
         "seconds": round(time.perf_counter() - started, 2),

@@ -3,12 +3,21 @@ and schedule, trained once by attnbench's task module under a Lightning Trainer 
 hand-written PyTorch loop; tokens/s of both and their ratio (target: harness >= 0.92 x the plain loop).
 
 The batches are drawn once from the run's own train loader (length-bucketed, token budget as configured) and kept
-in memory, so data loading is excluded from both; each side gets `warmup` untimed steps first. The plain loop
+in memory, so data loading is excluded from both; each side gets `warmup` untimed steps first. The sides run
+`rounds` times in alternating order (plain, Lightning, Lightning, plain, ...), each on a fresh model, after one
+untimed pass of each: whatever runs first in a process pays for first-touch memory and oneDNN's per-shape kernel
+caches (measured here: the first 40-step pass of an SST-2 BiLSTM took 1.54 s, the same pass later 1.15 s). The plain loop
 does what a careful hand-written loop does: forward, the task's loss, backward, gradient clipping, optimizer and
 scheduler step, autocast in the run's mixed precision on the same device (CPU too), nothing else. The harness side is exactly what `attnbench run` trains
 with (logging, loss trace, LR schedule), minus validation, checkpoints and W&B.
 
     attnbench harness task=sentiment model=rnn attention=additive --steps 200
+
+`--compare KEY=A,B[,...]` instead measures one setting against others, all through the Lightning harness on the
+same batches, in rotating order: the gain of bf16 autocast (trainer.precision=32-true,bf16-mixed), of
+torch.compile (trainer.compile=false,true), of a model change. Ratios are to the first value.
+
+    attnbench harness task=sentiment model=rnn --compare trainer.precision=32-true,bf16-mixed
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from attnbench.errors import ConfigError
@@ -40,10 +49,13 @@ class HarnessResult:
     precision: str
     steps: int
     warmup: int
-    tokens: int
+    rounds: int
+    tokens: int  # real tokens of the timed steps, over all rounds
     padding_fraction: float
-    plain_seconds: float
+    plain_seconds: float  # timed seconds over all rounds
     harness_seconds: float
+    plain_round_seconds: list[float]
+    harness_round_seconds: list[float]
 
     @property
     def plain_tokens_per_second(self) -> float:
@@ -60,6 +72,35 @@ class HarnessResult:
     def to_json(self) -> dict:
         return {**asdict(self), "plain_tokens_per_second": round(self.plain_tokens_per_second, 1),
                 "harness_tokens_per_second": round(self.harness_tokens_per_second, 1), "ratio": round(self.ratio, 4)}
+
+
+@dataclass
+class CompareResult:
+    """The Lightning harness at each value of one setting, on the same batches; ratios to the first value."""
+
+    config: str
+    device: str
+    key: str
+    values: list[str]
+    precisions: list[str]  # what trainer.precision resolved to at each value
+    steps: int
+    warmup: int
+    rounds: int
+    tokens: int  # real tokens of the timed steps, over all rounds (the same for every value)
+    padding_fraction: float
+    seconds: list[float]  # timed seconds over all rounds, per value
+    round_seconds: list[list[float]]  # per value, per round
+
+    def tokens_per_second(self) -> list[float]:
+        return [self.tokens / s for s in self.seconds]
+
+    def ratios(self) -> list[float]:
+        rates = self.tokens_per_second()
+        return [r / rates[0] for r in rates]
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "tokens_per_second": [round(r, 1) for r in self.tokens_per_second()],
+                "ratios": [round(r, 4) for r in self.ratios()]}
 
 
 def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
@@ -160,35 +201,128 @@ def train_harness(cfg: DictConfig, task: pl.LightningModule, batches: list[dict]
     return clock.end - clock.start
 
 
-def measure_harness(cfg: DictConfig, steps: int, warmup: int) -> HarnessResult:
-    if steps <= warmup:
-        raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
+def measure_harness(cfg: DictConfig, steps: int, warmup: int, rounds: int = 2) -> HarnessResult:
     precision = resolve_precision(cfg)
     device = torch.device("cuda" if uses_gpu(cfg) else "cpu")
     plain_autocast(precision, device)  # refuse a precision the plain loop cannot mirror before any work
-    pl.seed_everything(cfg.seed, verbose=False)
-    data = build_datamodule(cfg)
-    data.setup("fit")
-    loader = data.train_dataloader()
-    batches: list[dict] = []
-    for batch in loader:
-        batches.append(batch)
-        if len(batches) == steps:
-            break
-    tokens = sum(batch_tokens(b) for b in batches[warmup:])
-    pl.seed_everything(cfg.seed, verbose=False)
-    plain = train_plain(cfg, build_task(cfg, data), batches, warmup, device, precision)
-    pl.seed_everything(cfg.seed, verbose=False)
-    harness = train_harness(cfg, build_task(cfg, data), batches, warmup, precision)
+    batches = _batches(cfg, steps, warmup, rounds)
+    sides = {
+        "plain": lambda: train_plain(cfg, _fresh_task(cfg, batches.data), batches.items, warmup, device, precision),
+        "harness": lambda: train_harness(cfg, _fresh_task(cfg, batches.data), batches.items, warmup, precision),
+    }
+    times = _alternate(sides, rounds)
     return HarnessResult(
-        config=f"{cfg.task.name}/{cfg.model.name}/{cfg.attention.name}", device=device_name(device.type == "cuda"),
-        precision=precision, steps=len(batches), warmup=warmup, tokens=tokens,
-        padding_fraction=round(padding(batches), 4),
-        plain_seconds=round(plain, 4), harness_seconds=round(harness, 4),
+        config=_config_name(cfg), device=device_name(device.type == "cuda"), precision=precision,
+        steps=len(batches.items), warmup=warmup, rounds=rounds, tokens=batches.tokens * rounds,
+        padding_fraction=round(padding(batches.items), 4), plain_seconds=round(sum(times["plain"]), 4),
+        harness_seconds=round(sum(times["harness"]), 4), plain_round_seconds=times["plain"],
+        harness_round_seconds=times["harness"],
     )
 
 
-def write_result(result: HarnessResult, out_dir: Path) -> Path:
-    path = out_dir / f"harness-{slug(result.device)}-{slug(result.config)}.json"
+# Settings that change the batches themselves: the compared sides would no longer train on the same data.
+BATCH_KEYS = ("task.", "data_dir", "cache_dir", "trainer.batch_size", "trainer.max_tokens")
+
+
+def parse_compare(text: str) -> tuple[str, list[str]]:
+    """'trainer.precision=32-true,bf16-mixed' -> ('trainer.precision', ['32-true', 'bf16-mixed'])."""
+    key, sep, values = text.partition("=")
+    options = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key or len(options) < 2 or len(set(options)) < len(options):
+        raise ConfigError(f"--compare {text}: give one setting and at least two distinct values, e.g. --compare "
+                          "trainer.precision=32-true,bf16-mixed")
+    if key.startswith(BATCH_KEYS):
+        raise ConfigError(f"--compare {key}: it changes the batches, so the sides would not train on the same data: "
+                          "compare a trainer.*, model.* or attention.* setting (set data options as overrides)")
+    return key, options
+
+
+def measure_compare(cfg: DictConfig, key: str, values: list[str], steps: int, warmup: int,
+                    rounds: int = 2) -> CompareResult:
+    if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+        raise ConfigError(f"--compare {key}: no such setting in the config (see `attnbench config`)")
+    configs = []
+    for value in values:
+        variant = cfg.copy()
+        OmegaConf.update(variant, key, _parse_value(value), merge=False)
+        configs.append(variant)
+    precisions = [resolve_precision(c) for c in configs]
+    batches = _batches(cfg, steps, warmup, rounds)
+    sides = {value: (lambda c=c, p=p: train_harness(c, _fresh_task(c, batches.data), batches.items, warmup, p))
+             for value, c, p in zip(values, configs, precisions)}
+    times = _alternate(sides, rounds)
+    return CompareResult(
+        config=_config_name(cfg), device=device_name(uses_gpu(cfg)), key=key, values=values, precisions=precisions,
+        steps=len(batches.items), warmup=warmup, rounds=rounds, tokens=batches.tokens * rounds,
+        padding_fraction=round(padding(batches.items), 4), seconds=[round(sum(times[v]), 4) for v in values],
+        round_seconds=[times[v] for v in values],
+    )
+
+
+_MISSING = object()
+
+
+def _parse_value(text: str):
+    """A command-line value as the config would read it (true -> True, 3e-3 -> 0.003, null -> None)."""
+    return OmegaConf.create(f"v: {text}").v
+
+
+@dataclass
+class _Batches:
+    data: object  # the datamodule the tasks are built against
+    items: list[dict]
+    tokens: int  # real tokens of the timed steps of one round
+
+
+def _batches(cfg: DictConfig, steps: int, warmup: int, rounds: int) -> _Batches:
+    if steps <= warmup:
+        raise ConfigError(f"--steps {steps} must exceed --warmup {warmup}: the timed steps come after the warm-up")
+    if rounds < 1:
+        raise ConfigError(f"--rounds {rounds}: use at least 1 (2 or more alternate the order)")
+    pl.seed_everything(cfg.seed, verbose=False)
+    data = build_datamodule(cfg)
+    data.setup("fit")
+    items: list[dict] = []
+    for batch in data.train_dataloader():
+        items.append(batch)
+        if len(items) == steps:
+            break
+    return _Batches(data, items, sum(batch_tokens(b) for b in items[warmup:]))
+
+
+def _fresh_task(cfg: DictConfig, data) -> pl.LightningModule:
+    pl.seed_everything(cfg.seed, verbose=False)  # every side starts from the same weights
+    return build_task(cfg, data)
+
+
+def _alternate(sides: dict, rounds: int) -> dict[str, list[float]]:
+    """Each side once untimed, then `rounds` timed times, the order rotating every round (A B, B A, ...).
+
+    The untimed pass is needed because oneDNN (CPU) builds and caches its kernels per input shape, process-wide: the
+    first pass over length-bucketed batches pays for every new length, whatever warm-up steps it had (measured:
+    6 steps of a tiny BiLSTM took 1.59 s in the process's first pass, 0.12 s in a later one), and the caches also
+    serve every later side, so alternation alone would charge it all to whichever side runs first."""
+    names, times = list(sides), {name: [] for name in sides}
+    for name in names:
+        sides[name]()
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            times[name].append(round(sides[name](), 4))
+    return times
+
+
+def _config_name(cfg: DictConfig) -> str:
+    return f"{cfg.task.name}/{cfg.model.name}/{cfg.attention.name}"
+
+
+def write_result(result, out_dir: Path) -> Path:
+    """harness-<device>-<config>[-<compared key> | -jobs].json (a HarnessResult, CompareResult or JobsResult)."""
+    name = f"harness-{slug(result.device)}-{slug(result.config)}"
+    if isinstance(result, CompareResult):
+        name += f"-{slug(result.key)}"
+    elif hasattr(result, "jobs"):
+        name += "-jobs"
+    path = out_dir / f"{name}.json"
     write_atomic(path, json.dumps(finite_or_null(result.to_json()), indent=1, allow_nan=False) + "\n")
     return path

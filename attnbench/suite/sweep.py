@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from attnbench.suite.baseline import baseline_folders, data_key, run_baselines
 from attnbench.config import check_machine
+from attnbench.training.slots import child_environments
 from attnbench.errors import ConfigError
 from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status
 from attnbench.suite.spec import Cell, Spec
@@ -72,26 +73,6 @@ def plan(spec: Spec) -> list[CellStatus]:
     ledger = Ledger(spec.output_dir, spec.name)
     cells = ledger.read()
     return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id)) for cell in spec.cells()]
-
-
-def child_environments(jobs: int) -> list[dict[str, str]]:
-    """One environment per parallel slot: a GPU each where there are GPUs, a share of the CPU cores otherwise."""
-    # Lazy as before; only the GPU count needs torch (suite.baseline and tracking.record import it already).
-    import torch
-
-    gpus = torch.cuda.device_count()
-    envs = []
-    for slot in range(jobs):
-        env = dict(os.environ)
-        if gpus:
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            ids = visible.split(",") if visible else [str(i) for i in range(gpus)]
-            env["CUDA_VISIBLE_DEVICES"] = ids[slot % len(ids)]
-        elif jobs > 1:
-            # Several torch processes on the same cores each spawning cores-many threads run many times slower.
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        envs.append(env)
-    return envs
 
 
 class Runner:

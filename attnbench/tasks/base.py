@@ -60,7 +60,18 @@ class TaskModule(pl.LightningModule):
         return self.loss_trace.summary()
 
     def configure_optimizers(self):
-        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches)
+        # 16-mixed's gradient scaler unscales inside a fused step, after clipping would have seen scaled gradients.
+        return configure_optimizer(self.parameters(), self.optim, self.trainer.estimated_stepping_batches,
+                                   fused=not _scales_gradients(self.trainer.precision))
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip by norm ourselves unless a gradient scaler is in play: Lightning's mixed-precision plugin refuses to
+        clip for any optimizer that could unscale internally (the fused AdamW), bf16 included, where nothing is
+        scaled. The same call Lightning makes (clip_grad_norm_ over the parameters), so the training is unchanged."""
+        if _scales_gradients(self.trainer.precision) or (gradient_clip_algorithm not in (None, "norm")):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
     # ---- what each family writes ----------------------------------------------------------------------------
 
@@ -75,3 +86,8 @@ class TaskModule(pl.LightningModule):
     def probe_maps(self, batch: dict[str, torch.Tensor], examples: list[dict[str, Any]]) -> list[ProbeMaps]:
         """Every attention map of the probe examples, for tracking/attention_maps.py."""
         raise NotImplementedError
+
+
+def _scales_gradients(precision: str) -> bool:
+    """Whether Lightning trains this precision with a gradient scaler (fp16 mixed precision)."""
+    return str(precision) in ("16-mixed", "16")

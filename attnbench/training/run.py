@@ -28,6 +28,7 @@ from attnbench.tasks.base import TaskModule
 from attnbench.tasks.families import build_datamodule, family
 from attnbench.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, resume_checkpoint
 from attnbench.training.finite import FiniteLoss
+from attnbench.training.precision import choose_precision
 from attnbench.training.resume import ResumableState
 from attnbench.training.stopping import ValidateAtMaxSteps
 from attnbench.tracking.attention_maps import AttentionMaps
@@ -264,9 +265,8 @@ def uses_gpu(cfg: DictConfig) -> bool:
 
 
 def resolve_precision(cfg: DictConfig) -> str:
-    if cfg.trainer.precision != "auto":
-        return cfg.trainer.precision
-    return "bf16-mixed" if uses_gpu(cfg) else "32-true"
+    """The precision the run trains in (trainer.precision=auto decides by the machine: training/precision.py)."""
+    return choose_precision(cfg, uses_gpu(cfg))[0]
 
 
 @dataclass
@@ -351,6 +351,7 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             "versions": versions(),
             "device": device_name(uses_gpu(cfg)),
             "precision": resolve_precision(cfg),
+            "precision_reason": choose_precision(cfg, uses_gpu(cfg))[1],
             "deterministic": cfg.trainer.deterministic,
             "started_at": started_at,
             "finished_at": None,
