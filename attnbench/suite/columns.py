@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from attnbench.suite.convergence import CONVERGED
 from attnbench.suite.formats import fmt, fmt_int, format_metric
 from attnbench.suite.interpretability import STATS
 from attnbench.suite.rows import Row, Section
@@ -190,6 +191,18 @@ def _flag(cell: Cell, flags: list[dict]) -> str:
     return f"⚠ {text}" if text else ""
 
 
+def _converged(cell: Cell, convergence: dict | None) -> str:
+    """"3/3", or "2/3: seed 3 still rising (+0.8)"."""
+    if not convergence:
+        return ""
+    others = [s for s in convergence["states"] if s["state"] not in CONVERGED]
+    text = f"{convergence['converged']}/{convergence['runs']}"
+    parts = [f"seed {s['seed']} {s['state']}" + (f" ({s['gain']:+.2f})" if s["gain"] is not None else "")
+             for s in others[:2]]
+    more = f", {len(others) - 2} more" if len(others) > 2 else ""
+    return text + (f": {', '.join(parts)}{more}" if parts else "")
+
+
 def _secondary(cell: Cell, metrics: dict) -> list[str]:
     return [format_metric(k, metrics[k]["mean"]) if k in metrics else "" for k in cell.table.secondary]
 
@@ -268,6 +281,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("peak_memory_kind", lambda c: c.cost["peak_memory_kind"], csv="; ".join),
     _cost("train_seconds_includes_validation"),
     Column("seeds", lambda c: c.row.stats["seeds"], csv=_joined),
+    Column("converged", lambda c: c.row.stats.get("convergence"), header="converged", md=_converged,
+           csv=lambda v: "" if not v else f"{v['converged']}/{v['runs']}"),
     # interpretability (attnbench explain): in the JSON as stats["explain"], in Markdown as a table of its own
     Column("explain_runs", lambda c: _explained(c).get("runs")),
     *(_explain(stat.name, key) for stat in STATS for key in ("mean", "ci_low", "ci_high")),

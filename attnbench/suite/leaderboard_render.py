@@ -15,6 +15,7 @@ from attnbench.metrics.baselines import BASELINES
 from attnbench.metrics.degeneracy import COLLAPSE
 from attnbench.plotting import png, pyplot
 from attnbench.suite.columns import COLUMNS, CSV_FIELDS, EXAMPLES_ONLY, Cell, Table
+from attnbench.suite.convergence import RULE as CONVERGENCE_RULE
 from attnbench.suite.interpretability_render import explain_markdown, explain_plots
 from attnbench.suite.rows import Report, Section
 from attnbench.suite.stats import MIN_SEEDS
@@ -94,6 +95,8 @@ def _section_markdown(section: Section, baseline: str) -> list[str]:
     notes = list(section.notes)
     if any(r.flags for r in section.rows):
         notes.append(flag_rules())
+    if any(r.stats.get("convergence") for r in section.rows):
+        notes.append(CONVERGENCE_RULE)
     lines += [""] + [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{section.name}: quality vs training time](plots/{section.slug}-quality-vs-time.png)",
               f"![{section.name}: {table.primary} per variant](plots/{section.slug}-{table.primary}.png)", ""]

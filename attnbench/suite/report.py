@@ -18,6 +18,7 @@ from typing import Any
 
 from attnbench.suite.columns import COLUMNS, EXAMPLES_ONLY, Cell, Table
 from attnbench.suite.leaderboard import analyze, check_out, runs_label
+from attnbench.suite.convergence import RULE as CONVERGENCE_RULE
 from attnbench.suite.leaderboard_render import flag_rules, holm_family
 from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import publish
@@ -141,6 +142,8 @@ def section_view(section: Section, baseline: str) -> SectionView:
     notes = [holm_family(section, baseline) + "."] + list(section.notes)
     if any(r.flags for r in section.rows):
         notes.append(flag_rules())
+    if any(r.stats.get("convergence") for r in section.rows):
+        notes.append(CONVERGENCE_RULE)
     missing = [f"{r.label} ({r.model}): no completed record" for r in section.rows if r.missing]
     single = [f"{r.label} ({r.model})" for r in section.rows if not r.missing and not r.trivial
               and r.stats["metrics"][section.primary]["n"] < MIN_SEEDS]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from attnbench.metrics.registry import resamplable
+from attnbench.suite.convergence import CONVERGED, convergence
 from attnbench.suite.rows import Row
 from attnbench.suite.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap, seed_statistics
 
@@ -45,6 +46,17 @@ def summarize(rows: list[Row]) -> None:
         row.stats["cost"]["train_seconds_includes_validation"] = any(
             "train_seconds" in c and "validation_seconds" not in c for c in costs)
         row.stats["seeds"] = sorted(run.record["seed"] for run in row.runs if run.record["seed"] is not None)
+        if not row.trivial:
+            row.stats["convergence"] = _convergence(row)
+
+
+def _convergence(row: Row) -> dict[str, Any]:
+    """How many of the row's runs converged (suite/convergence.py), and each run's state."""
+    states = []
+    for run in sorted(row.runs, key=lambda r: (r.record["seed"] is None, r.record["seed"] or 0)):
+        c = convergence(run.record, run.config)
+        states.append({"seed": run.record["seed"], "state": c.state, "gain": c.gain, "metric": c.metric})
+    return {"converged": sum(s["state"] in CONVERGED for s in states), "runs": len(states), "states": states}
 
 
 def _mean(values: list[Any]) -> float | None:
