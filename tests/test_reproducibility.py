@@ -121,3 +121,33 @@ def test_resume_auto_without_a_previous_run_starts_fresh(data_dir, cache, tmp_pa
     assert main(tiny(data_dir, cache, tmp_path / "runs", "trainer.max_epochs=1", "resume=auto")) == 0
     record = json.loads((only(tmp_path / "runs") / "metrics.json").read_text())
     assert record["status"] == "completed" and "resumed_from" not in record
+
+
+def test_verify_reruns_an_auto_precision_record_in_the_precision_it_was_made_in(tmp_path, monkeypatch):
+    """trainer.precision=auto decides by the machine (and before bf16 detection it was fp32 on every CPU), so
+    verify trains the re-run in the record's own precision."""
+    from omegaconf import OmegaConf
+
+    from attnbench.config import load_config, to_yaml
+    from attnbench.training import verify as verify_module
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = load_config(["trainer.accelerator=cpu"])
+    assert cfg.trainer.precision == "auto"
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    record = {"run_id": "run", "status": "completed", "metrics": {"test": {"accuracy": 0.5}},
+              "provenance": {"precision": "32-true"}}
+    (run_dir / "metrics.json").write_text(json.dumps(record))
+    seen = []
+
+    def fake_run(config):
+        seen.append(OmegaConf.select(config, "trainer.precision"))
+        out = Path(config.output_dir) / config.run_id
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(record))
+        return out
+
+    monkeypatch.setattr(verify_module, "run", fake_run)
+    checks, _, _ = verify_module.verify(run_dir, rtol=0.0, atol=0.0)
+    assert seen == ["32-true"] and all(c.passed for c in checks)

@@ -98,6 +98,11 @@ def verify(run_dir: Path, rtol: float, atol: float, keep: bool = False) -> tuple
     cfg.output_dir = str(scratch)
     cfg.run_id = f"{run_dir.name}-verify"
     cfg.wandb.mode = "disabled"
+    recorded_precision = (record.get("provenance") or {}).get("precision")
+    if cfg.trainer.precision == "auto" and recorded_precision:
+        # auto decides by the machine (and by attnbench's version: fp32 on every CPU before bf16 was detected), so
+        # the re-run trains in the precision the record was made in
+        cfg.trainer.precision = recorded_precision
     try:
         rerun_dir = run(cfg)
         rerun = json.loads((rerun_dir / "metrics.json").read_text())
