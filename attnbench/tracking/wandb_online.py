@@ -32,8 +32,10 @@ def finish_on_disk(run) -> None:
     """Finish a W&B run opened by attnbench itself and wait until it is written: run.finish() can return before W&B's
     service process has written the offline run file (measured: 7 bytes of it on disk right after the first
     leaderboard run of a process), and wandb.teardown() waits for the service, so the run folder is whole when the
-    command returns."""
+    command returns. teardown leaves the dead service's token in WANDB_SERVICE, where the next wandb.init of this
+    process (or of a child it starts) would look for it: it is removed."""
     import wandb
 
     run.finish()
     wandb.teardown()
+    os.environ.pop("WANDB_SERVICE", None)
