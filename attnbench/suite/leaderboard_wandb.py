@@ -15,7 +15,7 @@ from attnbench.errors import ConfigError, ResourceError
 from attnbench.suite.columns import CSV_FIELDS
 from attnbench.suite.leaderboard_render import csv_rows
 from attnbench.suite.rows import Report
-from attnbench.tracking.wandb_online import check_online, finish_on_disk
+from attnbench.tracking.wandb_online import check_online
 
 MODES = ("online", "offline", "disabled")
 
@@ -67,4 +67,4 @@ def _log(report: Report, files: dict[str, str | bytes], out_dir: Path, mode: str
                             "skipped": len(report.skipped), "warnings": len(report.warnings)})
         return run.id
     finally:
-        finish_on_disk(run)
+        run.finish()

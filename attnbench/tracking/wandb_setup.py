@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from attnbench.config import attention_label
-from attnbench.tracking.wandb_online import check_online, finish_on_disk
+from attnbench.tracking.wandb_online import check_online
 
 
 def check_wandb(cfg: DictConfig) -> None:
@@ -45,7 +45,7 @@ def log_to_run(cfg: DictConfig, run_dir: Path, run_id: str, summary: dict[str, A
         if images:
             run.log({key: wandb.Image(str(path)) for key, path in images.items()})
     finally:
-        finish_on_disk(run)
+        run.finish()
 
 
 def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
