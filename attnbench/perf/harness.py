@@ -56,6 +56,7 @@ class HarnessResult:
     harness_seconds: float
     plain_round_seconds: list[float]
     harness_round_seconds: list[float]
+    file_suffix = ""  # harness-<device>-<config>.json
 
     @property
     def plain_tokens_per_second(self) -> float:
@@ -74,8 +75,24 @@ class HarnessResult:
                 "harness_tokens_per_second": round(self.harness_tokens_per_second, 1), "ratio": round(self.ratio, 4)}
 
 
+class RatesToFirst:
+    """A result with one tokens/s per compared setting (CompareResult, jobs.JobsResult): ratios to the first, and
+    both beside the fields in the JSON."""
+
+    def tokens_per_second(self) -> list[float]:
+        raise NotImplementedError
+
+    def ratios(self) -> list[float]:
+        rates = self.tokens_per_second()
+        return [r / rates[0] for r in rates]
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "tokens_per_second": [round(r, 1) for r in self.tokens_per_second()],
+                "ratios": [round(r, 4) for r in self.ratios()]}
+
+
 @dataclass
-class CompareResult:
+class CompareResult(RatesToFirst):
     """The Lightning harness at each value of one setting, on the same batches; ratios to the first value."""
 
     config: str
@@ -91,16 +108,12 @@ class CompareResult:
     seconds: list[float]  # timed seconds over all rounds, per value
     round_seconds: list[list[float]]  # per value, per round
 
+    @property
+    def file_suffix(self) -> str:
+        return f"-{slug(self.key)}"
+
     def tokens_per_second(self) -> list[float]:
         return [self.tokens / s for s in self.seconds]
-
-    def ratios(self) -> list[float]:
-        rates = self.tokens_per_second()
-        return [r / rates[0] for r in rates]
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "tokens_per_second": [round(r, 1) for r in self.tokens_per_second()],
-                "ratios": [round(r, 4) for r in self.ratios()]}
 
 
 def batch_tokens(batch: dict[str, torch.Tensor]) -> int:
@@ -324,12 +337,7 @@ def _config_name(cfg: DictConfig) -> str:
 
 
 def write_result(result, out_dir: Path) -> Path:
-    """harness-<device>-<config>[-<compared key> | -jobs].json (a HarnessResult, CompareResult or JobsResult)."""
-    name = f"harness-{slug(result.device)}-{slug(result.config)}"
-    if isinstance(result, CompareResult):
-        name += f"-{slug(result.key)}"
-    elif hasattr(result, "jobs"):
-        name += "-jobs"
-    path = out_dir / f"{name}.json"
+    """harness-<device>-<config><file_suffix>.json: the suffix names what was compared ("", -<key>, -jobs)."""
+    path = out_dir / f"harness-{slug(result.device)}-{slug(result.config)}{result.file_suffix}.json"
     write_atomic(path, json.dumps(finite_or_null(result.to_json()), indent=1, allow_nan=False) + "\n")
     return path

@@ -13,15 +13,16 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench.errors import ConfigError
+from attnbench.perf.harness import RatesToFirst
 from attnbench.training.slots import child_environments
 
 
 @dataclass
-class JobsResult:
+class JobsResult(RatesToFirst):
     config: str
     device: str
     jobs: list[int]
@@ -30,16 +31,10 @@ class JobsResult:
     warmup: int
     process_tokens_per_second: list[list[float]]  # per count, per process (Lightning harness side)
 
+    file_suffix = "-jobs"
+
     def tokens_per_second(self) -> list[float]:
         return [sum(rates) for rates in self.process_tokens_per_second]
-
-    def ratios(self) -> list[float]:
-        totals = self.tokens_per_second()
-        return [t / totals[0] for t in totals]
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "tokens_per_second": [round(t, 1) for t in self.tokens_per_second()],
-                "ratios": [round(r, 4) for r in self.ratios()]}
 
 
 def parse_jobs(text: str) -> list[int]:

@@ -324,6 +324,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
 
 def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str) -> dict:
     """metrics.json (README, "The run record"), filled in as the run proceeds."""
+    precision, precision_reason = choose_precision(cfg, uses_gpu(cfg))
     return {
         "run_id": cfg.run_id,
         "status": "running",
@@ -350,8 +351,8 @@ def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str
             "metric_signatures": task.metric_signatures(),
             "versions": versions(),
             "device": device_name(uses_gpu(cfg)),
-            "precision": resolve_precision(cfg),
-            "precision_reason": choose_precision(cfg, uses_gpu(cfg))[1],
+            "precision": precision,
+            "precision_reason": precision_reason,
             "deterministic": cfg.trainer.deterministic,
             "started_at": started_at,
             "finished_at": None,
