@@ -333,6 +333,29 @@ def test_the_config_hash_counts_only_what_changes_results():
         assert config_hash(load_config([meaningful])) != base, meaningful
 
 
+def test_a_key_added_later_keeps_the_hash_of_records_made_before_it():
+    """attention.head_dim came after the CPU protocol's first records: at its old (implicit) value it leaves the
+    hash alone, so those records stay done; any other value is a different configuration."""
+    from omegaconf import OmegaConf
+
+    from attnbench.config import LATER_KEYS, load_saved_config
+
+    cfg = load_config(["model=transformer"])
+    before = OmegaConf.to_container(cfg, resolve=True)
+    for key in LATER_KEYS:  # the config as it was composed before the key existed
+        *parents, leaf = key.split(".")
+        node = before
+        for part in parents:
+            node = node[part]
+        del node[leaf]
+    assert config_hash(OmegaConf.create(before)) == config_hash(cfg)
+    assert config_hash(load_config(["model=transformer", "attention.head_dim=256"])) != config_hash(cfg)
+    # the protocol's committed SST-2 record: its recorded hash is what the current code computes from its config
+    record = Path(__file__).resolve().parents[1] / "results/sweeps/leaderboard_cpu/sentiment-rnn-additive-s1"
+    saved = json.loads((record / "metrics.json").read_text())["provenance"]["config_hash"]
+    assert config_hash(load_saved_config(record / "config.yaml")) == saved
+
+
 def test_editing_logging_in_a_spec_keeps_its_done_cells_and_a_manual_resume_matches(data_dir, cache, tmp_path, capsys):
     from attnbench.suite.rows import HOUSEKEEPING
     from attnbench.config import NOT_RESULT_KEYS

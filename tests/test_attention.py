@@ -58,6 +58,10 @@ CONTRACT_CASES = {name: (name, {}) for name in ATTENTION} | {
     "multihead-heads2": ("multihead", {"heads": 2}),
     "multihead-heads4": ("multihead", {"heads": 4}),
     "multihead-custom-score": ("multihead", {"score": f"{HERE}:TinyAttention", "heads": 2}),
+    # head_dim decouples d_k from d_model (the scaling ablation): wider and narrower heads than d_model / heads
+    "multihead-head_dim-wide": ("multihead", {"heads": 1, "head_dim": 40}),
+    "multihead-dot-head_dim": ("multihead", {"score": "dot", "heads": 2, "head_dim": 6}),
+    "multihead-additive-head_dim": ("multihead", {"score": "additive", "heads": 3, "head_dim": 8}),
     "custom-impl": (f"{HERE}:TinyAttention", {}),
 }
 
@@ -438,6 +442,35 @@ def test_unknown_name_lists_valid_names() -> None:
 def test_heads_must_divide_d_model() -> None:
     with pytest.raises(ValueError, match="d_model 100 is not divisible by heads 3: choose heads that divide d_model"):
         MultiHead(100, 100, 100, heads=3)
+    with pytest.raises(ValueError, match="head_dim=0: use a positive head width"):
+        MultiHead(100, 100, 100, heads=2, head_dim=0)
+
+
+def test_head_dim_sets_the_width_of_each_head_not_of_the_model() -> None:
+    torch.manual_seed(0)
+    wide = MultiHead(32, 32, 32, heads=3, head_dim=64, score="dot")  # 3 does not divide 32: fine with head_dim
+    assert wide.q_proj.weight.shape == (192, 32) and wide.out_proj.weight.shape == (32, 192)
+    q = torch.randn(2, 5, 32)
+    out, weights = wide(q, q, q, need_weights=True)
+    assert out.shape == (2, 5, 32) and weights.shape == (2, 3, 5, 5)
+    # head_dim = d_model / heads is the default module, parameter for parameter
+    default, explicit = MultiHead(32, 32, 32, heads=4), MultiHead(32, 32, 32, heads=4, head_dim=8)
+    explicit.load_state_dict(default.state_dict())
+    torch.testing.assert_close(explicit(q, q, q)[0], default(q, q, q)[0])
+
+
+def test_scaled_dot_scales_by_the_head_width_it_is_given() -> None:
+    """The scaling ablation's premise: scaled_dot inside MultiHead divides by sqrt(head_dim), dot does not."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 4, 16)
+    dot = MultiHead(16, 16, 16, heads=1, head_dim=256, score="dot")
+    scaled = MultiHead(16, 16, 16, heads=1, head_dim=256, score="scaled_dot")
+    scaled.load_state_dict(dot.state_dict())
+    _, w_dot = dot(q, q, q, need_weights=True)
+    _, w_scaled = scaled(q, q, q, need_weights=True)
+    qh, kh = dot.q_proj(q), dot.k_proj(q)  # (1, 4, 256)
+    torch.testing.assert_close(w_dot[0, 0], (qh @ kh.transpose(-1, -2))[0].softmax(-1))
+    torch.testing.assert_close(w_scaled[0, 0], (qh @ kh.transpose(-1, -2) / 16.0)[0].softmax(-1))
 
 
 @pytest.mark.parametrize("name", ["dot", "scaled_dot"])

@@ -152,6 +152,8 @@ def test_seq2seq_errors(overrides, message):
         (["attention=multihead", "attention.heads=3"], "not divisible by attention.heads=3"),
         (["model=transformer", "attention.heads=6"], "not divisible"),
         (["attention.heads=2"], "attention=multihead"),
+        (["model=transformer", "attention.head_dim=0"], "attention.head_dim=0 must be > 0"),
+        (["attention=dot", "attention.head_dim=64"], "needs projected attention: use attention=multihead"),
         (["optim.lr=-1"], "must be positive"),
         (["attention.dropout=1.5"], "must be in [0, 1)"),
         (["model.cell=rnn"], "choose one of lstm, gru"),

@@ -676,3 +676,17 @@ def test_rnn_encoder_equals_a_packed_bidirectional_rnn(cell, layers):
     out_longer, _ = encoder(longer, torch.cat([mask, torch.zeros(4, 3, dtype=torch.bool)], dim=1))
     torch.testing.assert_close(out_longer[:, :7], out, atol=1e-6, rtol=1e-5)
     assert out_longer[:, 7:].abs().max() == 0
+
+
+@pytest.mark.parametrize("score", ["dot", "additive"])
+def test_a_transformer_with_wide_heads_decodes_incrementally_as_it_teacher_forces(score: str) -> None:
+    """attention.head_dim (d_k set apart from d_model, the scaling ablation) reaches every transformer attention,
+    and the prepared caches of incremental decoding hold the wider heads."""
+    model = build("transformer", attention=attention_config(score, head_dim=24))
+    widths = {name: module.weight.shape for name, module in model.named_modules() if name.endswith("q_proj")}
+    assert set(widths) >= {"encoder.layers.0.attn.q_proj", "layers.0.self_attn.q_proj", "layers.0.cross_attn.q_proj"}
+    assert set(widths.values()) == {(24, 8)}
+    src, src_mask = source()
+    tgt_in, _ = target()
+    logits, _ = model(src, src_mask, tgt_in, target()[1])
+    torch.testing.assert_close(incremental_logits(model, src, src_mask, tgt_in), logits)

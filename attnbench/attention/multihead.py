@@ -1,6 +1,7 @@
 """Multi-head attention (Vaswani et al., 2017) around any score function from the registry.
 
-Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh = Dq // H head width,
+Shapes: B batch, Tq queries, Tk keys, Dq/Dk/Dv query/key/value widths, H heads, Dh the head width (`head_dim`;
+Dq // H by default, as in the original transformer; set it to vary d_k without changing d_model),
 Do the score module's out_dim (Dh for every built-in), X/Xv the widths of the score's prepared keys/values
 (Dh for every built-in but additive, whose prepared keys are its hidden width A).
 """
@@ -23,22 +24,31 @@ class MultiHead(nn.Module):
     def __init__(
         self, query_dim: int, key_dim: int, value_dim: int, *, heads: int = 8, score: str = "scaled_dot",
         dropout: float = 0.0, bias: bool = True, score_kwargs: dict[str, Any] | None = None,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         d_model = query_dim
-        if heads < 1 or d_model % heads:
-            raise ValueError(f"d_model {d_model} is not divisible by heads {heads}: choose heads that divide d_model")
-        self.heads, self.head_dim, self.score_name = heads, d_model // heads, score
-        self.q_proj = nn.Linear(query_dim, d_model, bias=bias)
-        self.k_proj = nn.Linear(key_dim, d_model, bias=bias)
-        self.v_proj = nn.Linear(value_dim, d_model, bias=bias)
+        if heads < 1:
+            raise ValueError(f"heads={heads}: use at least one head")
+        if head_dim is None:
+            if d_model % heads:
+                raise ValueError(f"d_model {d_model} is not divisible by heads {heads}: choose heads that divide "
+                                 "d_model, or set head_dim")
+            head_dim = d_model // heads
+        elif head_dim < 1:
+            raise ValueError(f"head_dim={head_dim}: use a positive head width, or None for d_model // heads")
+        self.heads, self.head_dim, self.score_name = heads, head_dim, score
+        inner = heads * head_dim  # d_model unless head_dim was given
+        self.q_proj = nn.Linear(query_dim, inner, bias=bias)
+        self.k_proj = nn.Linear(key_dim, inner, bias=bias)
+        self.v_proj = nn.Linear(value_dim, inner, bias=bias)
         # One score module shared by all heads (heads are folded into the batch): the per-head Q/K/V
         # projections already make the heads differ, as in the original transformer. Dropout lives in it.
         self.score = build_attention(
             score, query_dim=self.head_dim, key_dim=self.head_dim, value_dim=self.head_dim, dropout=dropout,
             **(score_kwargs or {}),
         )
-        # heads * score.out_dim is d_model for every built-in; a custom score may return another width.
+        # heads * score.out_dim is heads * head_dim for every built-in; a custom score may return another width.
         self.out_proj = nn.Linear(heads * self.score.out_dim, query_dim, bias=bias)
         self.dropout = AF.check_dropout(dropout)
         self.out_dim = query_dim

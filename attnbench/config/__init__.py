@@ -7,7 +7,7 @@ One module per concern, each importing only those before it:
   (`monitor_key`, `target_length`, `uses_heads`, `attention_width`).
 - `compose`: `load_config` (config.yaml + group files + overrides) and `load_saved_config`, with the file, line
   and closest valid key in every error.
-- `hashing`: a run's identity (`config_hash`, `result_settings`, `NOT_RESULT_KEYS`), `to_yaml`, `attention_label`.
+- `hashing`: a run's identity (`config_hash`, `result_settings`, `NOT_RESULT_KEYS`, `LATER_KEYS`), `to_yaml`, `attention_label`.
 
 Import from here (`from attnbench.config import load_config`); the modules are the layout, this is the interface.
 """
@@ -21,7 +21,7 @@ from attnbench.config.compose import (
     load_config,
     load_saved_config,
 )
-from attnbench.config.hashing import NOT_RESULT_KEYS, attention_label, config_hash, result_settings, to_yaml
+from attnbench.config.hashing import LATER_KEYS, NOT_RESULT_KEYS, attention_label, config_hash, result_settings, to_yaml
 from attnbench.config.rules import (
     MAX_NAME_BYTES,
     SEED_RANGE,
@@ -53,7 +53,7 @@ from attnbench.config.schema import (
 
 __all__ = [
     "GROUPS", "TOP_LEVEL_KEYS", "config_dir", "group_options", "load_config", "load_saved_config",
-    "NOT_RESULT_KEYS", "attention_label", "config_hash", "result_settings", "to_yaml",
+    "LATER_KEYS", "NOT_RESULT_KEYS", "attention_label", "config_hash", "result_settings", "to_yaml",
     "MAX_NAME_BYTES", "SEED_RANGE", "VAL_SLICE", "attention_width", "check_machine", "check_name", "check_run_id",
     "monitor_key", "target_length", "uses_heads", "validate",
     "AttentionConfig", "DecodingConfig", "HoldoutConfig", "HubSourceConfig", "LocalSourceConfig", "ModelConfig",

@@ -18,18 +18,34 @@ from omegaconf import DictConfig, OmegaConf
 NOT_RESULT_KEYS = ("output_dir", "data_dir", "cache_dir", "run_id", "resume", "explain", "wandb", "trainer.log_every_n_steps",
                    "trainer.enable_progress_bar", "trainer.num_workers")
 
+# Keys added after records existed, each with the value that every earlier run had implicitly: at that value the
+# key is left out of result_settings, so a record made before the key existed keeps its config hash (the sweep
+# does not rerun it, resume accepts its folder, the leaderboard puts it in the same row).
+LATER_KEYS: dict[str, Any] = {"attention.head_dim": None}
+
 
 def result_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The config as a plain dict without NOT_RESULT_KEYS: what determines a run's result."""
+    """The config as a plain dict without NOT_RESULT_KEYS (nor LATER_KEYS at their old value): what determines a
+    run's result."""
     data = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_RESULT_KEYS:
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        _pop(data, key)
+    for key, old in LATER_KEYS.items():
+        _pop(data, key, only=old)
     return data
+
+
+_ANY = object()
+
+
+def _pop(data: dict[str, Any], key: str, only: Any = _ANY) -> None:
+    """Remove the dotted `key` from nested `data` (when its value is `only`, if given); a missing key is no error."""
+    *parents, leaf = key.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict) and leaf in node and (only is _ANY or node[leaf] == only):
+        del node[leaf]
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -286,10 +286,16 @@ def _validate_attention(cfg: DictConfig) -> None:
     if att.name == "multihead":
         _check_resolvable("attention.score", att.score)
     width = attention_width(cfg)
-    if uses_heads(cfg) and width % att.heads:
+    if att.head_dim is not None:
+        if att.head_dim < 1:
+            raise ConfigError(f"attention.head_dim={att.head_dim} must be > 0 (or null for the width / heads)")
+        if not uses_heads(cfg):
+            raise ConfigError(f"attention.head_dim={att.head_dim} needs projected attention: use "
+                              f"attention=multihead attention.score={att.name}, or a transformer")
+    elif uses_heads(cfg) and width % att.heads:
         raise ConfigError(
             f"d_model {width} is not divisible by attention.heads={att.heads}: choose heads that divide {width} "
-            f"(or change {_backbones()[cfg.model.name].width_key})"
+            f"(or change {_backbones()[cfg.model.name].width_key}, or set attention.head_dim)"
         )
     if att.heads > 1 and not uses_heads(cfg):
         raise ConfigError(

@@ -108,6 +108,9 @@ class AttentionConfig:
     name: str = "additive"  # the variant: registry name, entry-point plugin, or `custom` with impl
     impl: Optional[str] = None  # package.module:ClassName for attention=custom
     heads: int = 1  # > 0, divides the attention width; > 1 only with multi-head attention
+    # > 0 or null; the width of each head (d_k = d_v) inside MultiHead's projections; null: width // heads. Set it to
+    # vary d_k at a fixed d_model (the scaling ablation); projected attention only (a transformer, or multihead).
+    head_dim: Optional[int] = None
     score: str = "scaled_dot"  # score function inside multihead (a registry name)
     dropout: float = 0.0  # [0, 1); dropout on the attention weights
     hidden_dim: Optional[int] = None  # additive attention's hidden size (default: key dim)

@@ -14,7 +14,8 @@ def attention_factory(attention: Mapping[str, Any], dim: int, *, projected: bool
     """A constructor for the configured attention at width `dim`.
 
     `projected=True` wraps the variant in MultiHead's Q/K/V/O projections (as in every transformer layer),
-    with `attention.heads` heads; `multihead` is always projected. Otherwise the bare score function runs.
+    with `attention.heads` heads of width `attention.head_dim` (null: dim // heads); `multihead` is always
+    projected. Otherwise the bare score function runs.
     """
     name = attention["impl"] if attention["name"] == "custom" else attention["name"]
     own: dict[str, Any] = dict(attention.get("kwargs") or {})
@@ -24,6 +25,7 @@ def attention_factory(attention: Mapping[str, Any], dim: int, *, projected: bool
     if name == "multihead" or projected:
         score = attention["score"] if name == "multihead" else name
         return lambda: build_attention(
-            "multihead", heads=attention["heads"], score=score, score_kwargs=own, **dims
+            "multihead", heads=attention["heads"], score=score, score_kwargs=own,
+            head_dim=attention.get("head_dim"), **dims,
         )
     return lambda: build_attention(name, **dims, **own)
