@@ -38,27 +38,12 @@ def assert_one_line_naming(message: str, *parts: str) -> None:
 
 
 def wandb_records(path: Path, kind: str) -> list[dict]:
-    """The `kind` records ("summary", "history") of an offline W&B run file (run-<id>.wandb) as {key: JSON value}.
+    """The `kind` records ("summary", "history") of an offline W&B run file (run-<id>.wandb) as {key: JSON value}."""
+    from attnbench.tracking.wandb_file import run_records
 
-    The file is W&B's record log: a 7-byte header, then 32 KiB blocks of chunks (crc 4, length 2, type 1: full,
-    first, middle, last), each record a wandb_internal_pb2.Record."""
-    import struct
-
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, pos, block, parts, records = path.read_bytes(), 7, 32768, b"", []
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        _, length, chunk_type = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
-        if left < 7 or (length == 0 and chunk_type == 0):
-            pos += left
-            continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
-        parts = chunk if chunk_type in (1, 2) else parts + chunk
-        if chunk_type in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(parts)
-            if record.WhichOneof("record_type") == kind:
-                items = record.summary.update if kind == "summary" else record.history.item
-                records.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items})
-    return records
+    out = []
+    for record in run_records(path):
+        if record.WhichOneof("record_type") == kind:
+            items = record.summary.update if kind == "summary" else record.history.item
+            out.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items})
+    return out

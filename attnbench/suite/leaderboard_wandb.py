@@ -15,6 +15,7 @@ from attnbench.errors import ConfigError, ResourceError
 from attnbench.suite.columns import CSV_FIELDS
 from attnbench.suite.leaderboard_render import csv_rows
 from attnbench.suite.rows import Report
+from attnbench.tracking.wandb_file import finish_and_wait
 from attnbench.tracking.wandb_online import check_online
 
 MODES = ("online", "offline", "disabled")
@@ -67,4 +68,4 @@ def _log(report: Report, files: dict[str, str | bytes], out_dir: Path, mode: str
                             "skipped": len(report.skipped), "warnings": len(report.warnings)})
         return run.id
     finally:
-        run.finish()
+        finish_and_wait(run)

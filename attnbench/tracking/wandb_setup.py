@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from attnbench.config import attention_label
+from attnbench.tracking.wandb_file import finish_and_wait
 from attnbench.tracking.wandb_online import check_online
 
 
@@ -45,7 +46,7 @@ def log_to_run(cfg: DictConfig, run_dir: Path, run_id: str, summary: dict[str, A
         if images:
             run.log({key: wandb.Image(str(path)) for key, path in images.items()})
     finally:
-        run.finish()
+        finish_and_wait(run)
 
 
 def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:

@@ -39,6 +39,7 @@ from attnbench.tracking.record import (
     check_writable, create_run_dir, device_name, git_state, new_run_id, now, read_record,
     saved_config_hash, versions, write_atomic, write_json, write_jsonl,
 )
+from attnbench.tracking.wandb_file import finish_and_wait
 from attnbench.tracking.wandb_setup import check_wandb, make_logger
 
 
@@ -160,7 +161,8 @@ def run(cfg: DictConfig) -> Path:
                 if logger is not None:
                     import wandb
 
-                    wandb.finish(exit_code=0 if record["status"] == "completed" else 1)
+                    if wandb.run is not None:  # its run file whole before the command returns (tracking/wandb_file.py)
+                        finish_and_wait(wandb.run, 0 if record["status"] == "completed" else 1, strict=False)
         finally:  # even when the record cannot be written (a full disk)
             if claim is not None:
                 claim.release()
