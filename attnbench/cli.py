@@ -299,7 +299,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _analysis_options(parser: argparse.ArgumentParser, title: str, title_help: str, logged: str) -> None:
     """The options the leaderboard and the report share: the baseline, the bootstrap, the heading and W&B."""
     parser.add_argument("--baseline", default="additive", metavar="VARIANT",
-                        help="attention variant the others are tested against (default %(default)s)")
+                        help="attention variant the others are tested against, on the same backbone and settings "
+                             "(default %(default)s); VARIANT[KEY=VALUE,...] fixes settings of the baseline row, "
+                             "e.g. multihead[attention.heads=8] compares every head count with 8 heads")
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
     parser.add_argument("--title", default=title, help=title_help)
     parser.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,

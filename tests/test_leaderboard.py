@@ -344,16 +344,40 @@ def test_rows_with_fewer_than_three_seeds_get_no_star_and_say_why(tmp_path):
     assert row["test_note"].startswith("n < 3 seeds")
 
 
-@pytest.mark.parametrize("case", ["no folder", "no records", "too few samples"])
+def test_an_ablation_is_compared_with_one_value_of_its_axis(tmp_path):
+    """--baseline VARIANT[KEY=VALUE]: every head count against 8 heads (the heads ablation), one Holm family."""
+    runs = tmp_path / "runs"
+    for heads, rate in ((1, 0.6), (2, 0.88), (8, 0.9)):
+        for seed in (1, 2, 3):
+            write_record(runs, "multihead", "transformer", seed, correct_array(rate, 10 * heads + seed),
+                         extra=(f"attention.heads={heads}",))
+    out = tmp_path / "board"
+    rows = board(runs, out, "--baseline", "multihead[attention.heads=8]")["tasks"]["sentiment"]
+    tests = {r["settings"]["attention.heads"]: r.get("test") for r in rows}
+    assert tests[8] is None
+    assert tests[1]["baseline"] == "multihead[attention.heads=8]" and tests[1]["family_size"] == 2
+    assert tests[1]["delta"] < -0.2 and tests[1]["p_holm"] < 0.05
+    assert tests[2]["p_holm"] > tests[1]["p_holm"]
+    md = (out / "leaderboard.md").read_text()
+    assert md_row(md, "multihead [attention.heads=8]", "transformer")["Δ accuracy vs multihead[attention.heads=8] [95% interval]"] == "baseline"
+    # without the setting, each row's baseline is itself: nothing is compared
+    rows = board(runs, tmp_path / "plain", "--baseline", "multihead")["tasks"]["sentiment"]
+    assert all(r.get("test") is None for r in rows)
+
+
+@pytest.mark.parametrize("case", ["no folder", "no records", "too few samples", "malformed baseline"])
 def test_leaderboard_bad_input_exits_2_and_writes_nothing(case, tmp_path, capsys):
     runs = tmp_path / "runs"
     if case != "no folder":
         runs.mkdir()
-    if case == "too few samples":
+    if case in ("too few samples", "malformed baseline"):
         write_record(runs, "additive", "rnn", 1, correct_array(0.7, 1))
     out = tmp_path / "board"
     args = ["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(out)] + (["--samples", "10"] if case == "too few samples" else [])
+    args += ["--baseline", "multihead[attention.heads]"] if case == "malformed baseline" else []
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("attnbench: error:")
+    if case == "malformed baseline":
+        assert "--baseline multihead[attention.heads]: use VARIANT or VARIANT[KEY=VALUE,...]" in err[0]
     assert not out.exists()

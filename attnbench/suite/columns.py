@@ -21,6 +21,7 @@ from typing import Any
 from attnbench.suite.convergence import CONVERGED
 from attnbench.suite.formats import fmt, fmt_int, format_metric
 from attnbench.suite.interpretability import STATS
+from attnbench.suite.row_stats import Reference
 from attnbench.suite.rows import Row, Section
 
 EXAMPLES_ONLY = "p, examples only (these trained models)"
@@ -159,7 +160,7 @@ def _untested(cell: Cell) -> str | None:
     """The text of a test cell of a row that is not compared ("" or "baseline"); None for one that is."""
     if cell.row.trivial:
         return ""
-    return "baseline" if cell.row.attention == cell.table.baseline else None
+    return "baseline" if Reference.parse(cell.table.baseline).is_reference(cell.row) else None
 
 
 def _delta(cell: Cell, delta: float | None) -> str:

@@ -28,7 +28,7 @@ from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leade
 from attnbench.suite.publish import OUTPUTS, publish
 from attnbench.suite.formats import listing
 from attnbench.suite.records import Run, provenance, read_runs
-from attnbench.suite.row_stats import compare_to_baseline, summarize
+from attnbench.suite.row_stats import Reference, compare_to_baseline, summarize
 from attnbench.suite.rows import Report, data_notes, flag_degenerate, make_sections
 
 __all__ = ["analyze", "build_leaderboard", "check_out", "publish", "read_all", "read_runs"]
@@ -39,6 +39,7 @@ def analyze(runs_dirs: list[Path], baseline: str = "additive", samples: int = 10
     the report render this)."""
     if samples < 100:
         raise ConfigError(f"--samples {samples} is too few for a bootstrap p-value: use at least 100 (default 1000)")
+    Reference.parse(baseline)  # a malformed --baseline fails before any record is read
     runs, skipped = read_all(runs_dirs)
     if not runs:
         raise ConfigError(f"no completed run records under {listing([str(d) for d in runs_dirs], 4)}"

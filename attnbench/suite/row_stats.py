@@ -2,7 +2,9 @@
 the baseline variant's row of its backbone and settings (attnbench.suite.stats).
 
 - Over seeds: mean, sample standard deviation (n-1) and a 95% Student-t confidence interval of the mean.
-- Against the baseline variant (same section, backbone and other settings): a two-level bootstrap that resamples
+- Against the baseline variant (same section, backbone and other settings; `VARIANT[KEY=VALUE,...]` names a
+  baseline row of given settings, e.g. `multihead[attention.heads=8]`, so that the rows of an ablation are compared
+  with one value of its axis): a two-level bootstrap that resamples
   test examples (paired) and each side's seeds, so its p is about the variants, not about particular trained
   models; it needs 3 seeds a side. Holm-corrected across the variants of one (section, backbone, settings),
   flagged rows left out. The example-only paired bootstrap is reported beside it, never starred.
@@ -10,11 +12,14 @@ the baseline variant's row of its backbone and settings (attnbench.suite.stats).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from attnbench.errors import ConfigError
 from attnbench.metrics.registry import resamplable
 from attnbench.suite.convergence import CONVERGED, convergence
 from attnbench.suite.rows import Row
@@ -64,16 +69,47 @@ def _mean(values: list[Any]) -> float | None:
     return float(np.mean(numbers)) if numbers else None
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What --baseline names: a variant, and optionally settings its row must have (`VARIANT[KEY=VALUE,...]`).
+    A row's reference is the row of that variant on the same backbone with the row's own settings, those named here
+    replaced; without settings, the variant on the same backbone and settings."""
+    attention: str
+    settings: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        match = re.fullmatch(r"\s*([^\[\]\s]+)\s*(?:\[([^\[\]]*)\])?\s*", text)
+        pairs = [p.strip() for p in (match.group(2) or "").split(",") if p.strip()] if match else []
+        if not match or any(p.count("=") != 1 or not p.split("=")[0].strip() for p in pairs) or (
+                match.group(2) is not None and not pairs):
+            raise ConfigError(f"--baseline {text}: use VARIANT or VARIANT[KEY=VALUE,...], e.g. additive or "
+                              "multihead[attention.heads=8]")
+        return cls(match.group(1), tuple((k.strip(), v.strip()) for k, v in (p.split("=") for p in pairs)))
+
+    def is_reference(self, row: Row) -> bool:
+        """Whether `row` is a baseline row itself (the variant, with the named settings)."""
+        extra = {k: str(v) for k, v in row.extra}
+        return row.attention == self.attention and all(extra.get(k) == v for k, v in self.settings)
+
+    def of(self, row: Row, rows: list[Row]) -> Row | None:
+        """The row that `row` is compared with: same backbone, own settings but the named ones."""
+        wanted = {k: str(v) for k, v in row.extra} | dict(self.settings)
+        return next((r for r in rows if not r.trivial and not r.missing and r.model == row.model
+                     and r.attention == self.attention and {k: str(v) for k, v in r.extra} == wanted), None)
+
+
 def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: list[str]) -> None:
     """row.stats['test'] (two-level bootstrap, Holm) and row.stats['test_examples_only'] for each model row
-    against the baseline variant's row of its backbone and settings; row.stats['test_note'] says why not. Rows
-    are of one section (one data set); runs are paired only when every one lists the same (id, gold) pairs."""
+    against its baseline row (`Reference`: the baseline variant's row of its backbone and settings); row.stats
+    ['test_note'] says why not. Rows are of one section (one data set); runs are paired only when every one lists
+    the same (id, gold) pairs."""
+    ref = Reference.parse(baseline)
     families: dict[tuple, list[tuple[Row, dict]]] = defaultdict(list)
     for row in rows:
-        if row.missing or row.trivial or row.attention == baseline:
+        if row.missing or row.trivial or ref.is_reference(row):
             continue
-        base = next((r for r in rows if not r.trivial and r.attention == baseline and r.model == row.model
-                     and r.extra == row.extra and not r.missing), None)
+        base = ref.of(row, rows)
         if base is None:
             row.stats["test_note"] = f"no {baseline} baseline"
             continue
@@ -100,7 +136,7 @@ def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: 
         if min(len(variant), len(reference)) < MIN_SEEDS:
             row.stats["test_note"] = FEW_SEEDS
             continue
-        families[(row.model, row.extra)].append((row, hierarchical_bootstrap(variant, reference, metric, samples=samples)))
+        families[(row.model, base.extra)].append((row, hierarchical_bootstrap(variant, reference, metric, samples=samples)))
     for family in families.values():
         adjusted = holm([result["p"] for _, result in family])
         for (row, result), p_holm in zip(family, adjusted):
