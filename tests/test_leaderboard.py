@@ -360,6 +360,10 @@ def test_an_ablation_is_compared_with_one_value_of_its_axis(tmp_path):
     assert tests[2]["p_holm"] > tests[1]["p_holm"]
     md = (out / "leaderboard.md").read_text()
     assert md_row(md, "multihead [attention.heads=8]", "transformer")["Δ accuracy vs multihead[attention.heads=8] [95% interval]"] == "baseline"
+    # a named setting that does not split the rows is no condition
+    same = board(runs, tmp_path / "same", "--baseline", "multihead[attention.heads=8, model.dropout=0.5]")
+    assert [r["test"]["delta"] if r.get("test") else None for r in same["tasks"]["sentiment"]] == [
+        r["test"]["delta"] if r.get("test") else None for r in rows]
     # without the setting, each row's baseline is itself: nothing is compared
     rows = board(runs, tmp_path / "plain", "--baseline", "multihead")["tasks"]["sentiment"]
     assert all(r.get("test") is None for r in rows)

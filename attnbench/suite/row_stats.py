@@ -88,15 +88,22 @@ class Reference:
         return cls(match.group(1), tuple((k.strip(), v.strip()) for k, v in (p.split("=") for p in pairs)))
 
     def is_reference(self, row: Row) -> bool:
-        """Whether `row` is a baseline row itself (the variant, with the named settings)."""
-        extra = {k: str(v) for k, v in row.extra}
-        return row.attention == self.attention and all(extra.get(k) == v for k, v in self.settings)
+        """Whether `row` is a baseline row itself: the variant, with the named settings (a named setting that does
+        not split the section's rows is no condition)."""
+        extra = _settings(row)
+        return row.attention == self.attention and all(extra.get(k, v) == v for k, v in self.settings)
 
     def of(self, row: Row, rows: list[Row]) -> Row | None:
         """The row that `row` is compared with: same backbone, own settings but the named ones."""
-        wanted = {k: str(v) for k, v in row.extra} | dict(self.settings)
+        named, mine = dict(self.settings), _settings(row)
+        rest = {k: v for k, v in mine.items() if k not in named}
         return next((r for r in rows if not r.trivial and not r.missing and r.model == row.model
-                     and r.attention == self.attention and {k: str(v) for k, v in r.extra} == wanted), None)
+                     and self.is_reference(r) and {k: v for k, v in _settings(r).items() if k not in named} == rest),
+                    None)
+
+
+def _settings(row: Row) -> dict[str, str]:
+    return {k: str(v) for k, v in row.extra}
 
 
 def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: list[str]) -> None:
