@@ -36,6 +36,11 @@ class Table:
     baseline: str | None = None  # the baseline variant (the Markdown headers and cells name it)
 
     @cached_property
+    def reference(self) -> Reference | None:
+        """The parsed --baseline (which rows are the baseline's own); None without one."""
+        return Reference.parse(self.baseline) if self.baseline is not None else None
+
+    @cached_property
     def primary(self) -> str:
         return self.section.primary
 
@@ -160,7 +165,8 @@ def _untested(cell: Cell) -> str | None:
     """The text of a test cell of a row that is not compared ("" or "baseline"); None for one that is."""
     if cell.row.trivial:
         return ""
-    return "baseline" if Reference.parse(cell.table.baseline).is_reference(cell.row) else None
+    reference = cell.table.reference
+    return "baseline" if reference is not None and reference.is_reference(cell.row) else None
 
 
 def _delta(cell: Cell, delta: float | None) -> str:
