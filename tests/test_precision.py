@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from attnbench.models import rnn
 from attnbench.tasks.optim import configure_optimizer
 from attnbench.training import precision
 
@@ -48,6 +49,45 @@ def test_an_explicit_precision_is_kept(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16_flag", lambda: "avx512_bf16")
     assert precision.choose_precision(_cfg("32-true"), False) == ("32-true", "trainer.precision as set")
     assert precision.choose_precision(_cfg("16-mixed"), True)[0] == "16-mixed"
+
+
+def test_cpu_bf16_lstm_probe_matches_what_the_cpu_can_run():
+    """The probe agrees with the machine: native bf16 (AVX-512 BF16/AMX) runs oneDNN's bf16 LSTM."""
+    if precision.cpu_bf16_flag():
+        assert rnn.cpu_bf16_lstm()
+    x = torch.randn(2, 3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = rnn.run_rnn(torch.nn.LSTM(4, 4, batch_first=True), x)  # runs on every CPU
+    assert out.dtype == (torch.bfloat16 if rnn.cpu_bf16_lstm() else torch.float32)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_an_lstm_without_onednn_bf16_runs_in_fp32_under_bf16_mixed(monkeypatch, native):
+    """bf16-mixed on a CPU without oneDNN's bf16 LSTM (AVX2 only): the LSTM layers run in fp32, so the encoder's
+    output equals the fp32 one exactly (nothing else in it is a bf16 op), and the record's reason says so."""
+    monkeypatch.setattr(rnn, "cpu_bf16_lstm", lambda: native)
+    monkeypatch.setattr(precision, "cpu_bf16_lstm", lambda: native)
+    if native and not precision.cpu_bf16_flag():
+        pytest.skip("this CPU has no oneDNN bf16 LSTM to run natively")  # the False case runs everywhere
+    torch.manual_seed(0)
+    encoder = rnn.RNNEncoder(50, embed_dim=8, hidden_dim=6, num_layers=2).eval()
+    ids = torch.randint(1, 50, (3, 7))
+    mask = torch.arange(7)[None, :] < torch.tensor([[7], [4], [1]])
+    with torch.no_grad():
+        reference, _ = encoder(ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed, _ = encoder(ids, mask)
+    if native:
+        assert mixed.dtype == torch.bfloat16 and not torch.equal(mixed.float(), reference)
+    else:
+        assert mixed.dtype == torch.float32 and torch.equal(mixed, reference)
+    cfg = OmegaConf.create({"trainer": {"precision": "bf16-mixed", "deterministic": False},
+                            "model": {"name": "rnn", "cell": "lstm"}})
+    reason = precision.choose_precision(cfg, gpu=False)[1]
+    assert ("LSTM layers in fp32" in reason) != native
+    assert "LSTM" not in precision.choose_precision(cfg, gpu=True)[1]
+    cfg.model.cell = "gru"
+    assert "LSTM" not in precision.choose_precision(cfg, gpu=False)[1]
 
 
 def test_adamw_is_fused_on_cpu_parameters_and_not_for_a_gradient_scaler():

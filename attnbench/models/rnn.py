@@ -5,10 +5,36 @@ Shapes: B batch, T tokens, E embedding size, H hidden size per direction; output
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@functools.cache
+def cpu_bf16_lstm() -> bool:
+    """Whether this CPU runs nn.LSTM under bf16 autocast. Autocast sends it to oneDNN's bf16 LSTM, which needs
+    AVX-512: on an AVX2-only CPU creating the primitive fails ("could not create a primitive descriptor")."""
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        return False
+    return True
+
+
+def run_rnn(rnn: nn.Module, x: torch.Tensor, hx=None):
+    """rnn(x, hx); an LSTM under CPU bf16 autocast on a CPU without oneDNN's bf16 LSTM runs in fp32 instead, as
+    a GRU does under autocast everywhere (autocast keeps it in fp32), so bf16-mixed runs on every CPU."""
+    if (isinstance(rnn, nn.LSTM) and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not cpu_bf16_lstm()):
+        with torch.autocast("cpu", enabled=False):
+            if hx is not None:
+                hx = tuple(h.float() for h in hx)
+            return rnn(x.float(), hx)
+    return rnn(x, hx)
 
 
 class RNNEncoder(nn.Module):
@@ -50,8 +76,8 @@ class RNNEncoder(nn.Module):
         for i, (fwd, bwd) in enumerate(zip(self.forward_rnns, self.backward_rnns)):
             if i > 0:
                 x = self.dropout(x)  # between layers, as nn.LSTM(dropout=...) does
-            forward_out, _ = fwd(x)  # (B, T, H)
-            backward_out, _ = bwd(reverse_rows(x, reverse))  # (B, T, H), in reversed order
+            forward_out, _ = run_rnn(fwd, x)  # (B, T, H)
+            backward_out, _ = run_rnn(bwd, reverse_rows(x, reverse))  # (B, T, H), in reversed order
             x = torch.cat([forward_out, reverse_rows(backward_out, reverse)], dim=-1)  # (B, T, 2H)
         x = x * mask[..., None].to(x.dtype)  # padded positions carry nothing
         return self.dropout(x), {}

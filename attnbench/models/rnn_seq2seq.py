@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from attnbench.models.rnn import CELLS, RNNEncoder
+from attnbench.models.rnn import CELLS, RNNEncoder, run_rnn
 from attnbench.models.seq2seq import Maps, Memory, OutputLayer, reorder_rows
 
 DecoderStyle = Literal["bahdanau", "luong"]
@@ -42,9 +42,9 @@ def _run_cell(
     """One time step of a (multi-layer) GRU/LSTM: x (B, 1, in) -> top output (B, 1, D), new hidden, new cell."""
     h = state.hidden.transpose(0, 1).contiguous()  # (L, B, D)
     if state.cell is None:
-        out, h = rnn(x, h)
+        out, h = run_rnn(rnn, x, h)
         return out, h.transpose(0, 1), None
-    out, (h, c) = rnn(x, (h, state.cell.transpose(0, 1).contiguous()))
+    out, (h, c) = run_rnn(rnn, x, (h, state.cell.transpose(0, 1).contiguous()))
     return out, h.transpose(0, 1), c.transpose(0, 1)  # (B, 1, D), (B, L, D), (B, L, D)
 
 

@@ -7,7 +7,8 @@
   fp32 references;
 - any other CPU: 32-true (bf16 there is emulated and slower).
 
-An explicit trainer.precision is used as given.
+An explicit trainer.precision is used as given. bf16-mixed on a CPU without oneDNN's bf16 LSTM (it needs AVX-512)
+runs the LSTM layers in fp32 (models/rnn.py: run_rnn), and the reason recorded says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from attnbench.models.rnn import cpu_bf16_lstm
 
 # /proc/cpuinfo flags of CPUs whose bf16 oneDNN runs natively (Intel Cooper Lake / Sapphire Rapids, AMD Zen 4+).
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -39,6 +42,15 @@ def cpu_bf16_flag(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 
 def choose_precision(cfg: DictConfig, gpu: bool) -> tuple[str, str]:
     """(Lightning precision, why) for this run on this machine."""
+    precision, why = _choose(cfg, gpu)
+    if (precision == "bf16-mixed" and not gpu and OmegaConf.select(cfg, "model.name") == "rnn"
+            and OmegaConf.select(cfg, "model.cell") == "lstm"
+            and not cpu_bf16_lstm()):
+        why += "; the LSTM layers in fp32 (oneDNN has no bf16 LSTM on this CPU: it needs AVX-512)"
+    return precision, why
+
+
+def _choose(cfg: DictConfig, gpu: bool) -> tuple[str, str]:
     requested = cfg.trainer.precision
     if requested != "auto":
         return requested, "trainer.precision as set"
