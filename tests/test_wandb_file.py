@@ -51,3 +51,19 @@ def test_a_run_file_that_never_becomes_whole_is_one_error_naming_it(tmp_path):
     with pytest.warns(UserWarning, match="run-abc.wandb"):
         finish_and_wait(run, 0, strict=False, timeout=0.0)
     assert finished == [1, 0]
+
+
+def test_runs_after_a_chdir_find_their_whole_run_file_under_a_relative_run_folder(offline, tmp_path, monkeypatch):
+    """wandb-core (one service per process) resolves a relative folder against the folder it started in, so a run
+    given `runs/<id>` after a chdir (a test, a notebook, a sweep in one process) would have its file written elsewhere
+    and finish_and_wait time out looking for it; attnbench hands W&B absolute folders."""
+    from attnbench.config.compose import load_config
+    from attnbench.tracking.wandb_setup import log_to_run
+
+    for where in (tmp_path / "first", tmp_path / "second"):
+        (where / "runs" / "r").mkdir(parents=True)
+        monkeypatch.chdir(where)
+        log_to_run(load_config(["wandb.mode=offline", "run_id=r"]), Path("runs/r"), f"r-{where.name}", {"x": 1.0}, {})
+        files = list((where / "runs" / "r" / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(files) == 1, files
+        assert run_records(files[0])[-1].WhichOneof("record_type") == "exit"

@@ -39,7 +39,7 @@ def log_to_run(cfg: DictConfig, run_dir: Path, run_id: str, summary: dict[str, A
         return
     import wandb
 
-    run = wandb.init(id=run_id, resume="allow", dir=str(run_dir), mode=cfg.wandb.mode, **_run_identity(cfg),
+    run = wandb.init(id=run_id, resume="allow", dir=str(run_dir.resolve()), mode=cfg.wandb.mode, **_run_identity(cfg),
                      settings=wandb.Settings(init_timeout=60, silent=True))
     try:
         run.summary.update(summary)
@@ -58,7 +58,9 @@ def make_logger(cfg: DictConfig, run_dir: Path) -> WandbLogger | None:
         # Under `wandb agent` the agent owns the run id; elsewhere the run id names the W&B run.
         id=None if os.environ.get("WANDB_SWEEP_ID") else cfg.run_id,
         resume="allow",  # resume=auto continues the same W&B run (same id) rather than starting another
-        save_dir=str(run_dir),
+        # Absolute: wandb-core, one service per process, resolves a relative folder against the folder it was
+        # started in, so after a chdir the run file would land elsewhere and finish_and_wait time out looking.
+        save_dir=str(run_dir.resolve()),
         **_run_identity(cfg),
         config=OmegaConf.to_container(cfg, resolve=True),
         mode=cfg.wandb.mode,
