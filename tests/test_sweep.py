@@ -227,7 +227,7 @@ axes:
   attention: [dot, general, scaled_dot]
 rules:  # the cell to be killed trains long enough to be caught mid-run
   - when: {{attention: general}}
-    set: [task.limits.train=6000, trainer.max_epochs=5]
+    set: [task.limits.train=3000, trainer.max_epochs=3]
 """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "attnbench", "sweep", str(spec)]

@@ -8,6 +8,7 @@ validated; every error names the file and line (or the override) to fix, and the
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -48,20 +49,12 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), root: Path | None =
     groups, dotted = _split_overrides(overrides)
     choices.update(groups)
 
-    cfg = OmegaConf.structured(RunConfig)
-    sources: list[tuple[Path, dict]] = [(base_file, base)]  # each file and what it sets, for error messages
-    try:
-        cfg = OmegaConf.merge(cfg, base)
-    except OmegaConfBaseException as err:
-        raise ConfigError(_file_error(base_file, err)) from None
+    sources: list[tuple[Path | None, dict]] = [(base_file, base)]  # each file and what it sets, for messages
     for group in GROUPS:
         path, data = _group_file(root, group, choices[group])
-        try:
-            cfg = OmegaConf.merge(cfg, {group: data})
-        except OmegaConfBaseException as err:
-            raise ConfigError(_file_error(path, err)) from None
-        if path is not None:
-            sources.append((path, {group: data}))
+        sources.append((path, {group: data}))
+    cfg = _merge(sources)
+    sources = [(path, data) for path, data in sources if path is not None]
     for key, value in dotted:
         _apply_override(cfg, key, value)
     _fill_environment_defaults(cfg)
@@ -74,6 +67,28 @@ def load_config(overrides: list[str] | tuple[str, ...] = (), root: Path | None =
     except ConfigError as err:
         raise ConfigError(f"{err}{_origin(str(err), sources, [key for key, _ in dotted])}") from None
     return cfg
+
+
+@functools.cache
+def _schema() -> DictConfig:
+    """The typed schema, built once (merge copies it, never changes it)."""
+    return OmegaConf.structured(RunConfig)
+
+
+def _merge(sources: list[tuple[Path | None, dict]]) -> DictConfig:
+    """The schema with every file's data merged on, in order, in one merge (one copy of the schema, not one per
+    file: a 90-cell spec composes 90 configs); on an error, file by file to name the file that caused it."""
+    try:
+        return OmegaConf.merge(_schema(), *(data for _, data in sources))
+    except OmegaConfBaseException:
+        pass
+    cfg = _schema()
+    for path, data in sources:
+        try:
+            cfg = OmegaConf.merge(cfg, data)
+        except OmegaConfBaseException as err:
+            raise ConfigError(_file_error(path, err)) from None
+    raise AssertionError("the merge failed as a whole but not file by file")
 
 
 def _file_error(path: Path | None, err: OmegaConfBaseException) -> str:
@@ -121,7 +136,7 @@ def load_saved_config(path: Path) -> DictConfig:
     """A run folder's config.yaml, validated against today's schema (to repeat a run); a damaged one (not YAML,
     a value of the wrong type, a key the schema lacks, a value out of range) is a ConfigError naming the file."""
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), _read_yaml(path))
+        cfg = OmegaConf.merge(_schema(), _read_yaml(path))
         validate(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{path}: {_omegaconf_message(err)}: the saved config is damaged or from an incompatible "
