@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -54,6 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="show each cell, its status and its command; run nothing")
     sweep.add_argument("--wandb", action="store_true",
                        help="create an equivalent W&B grid sweep for `wandb agent` (with --dry-run: print its config)")
+    sweep.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                       help="local: run the cells here (default); slurm: submit them as Slurm job arrays (submitit)")
+    sweep.add_argument("--status", action="store_true",
+                       help="each cell: done / running / pending / failed / cancelled, from Slurm and the records")
+    sweep.add_argument("--cancel", action="store_true", help="scancel this sweep's Slurm jobs that have not ended")
+    slurm = sweep.add_argument_group("slurm resources (override the spec's slurm: block)")
+    slurm.add_argument("--partition", help="Slurm partition")
+    slurm.add_argument("--account", help="Slurm account")
+    slurm.add_argument("--time", help="time limit per cell: minutes, HH:MM:SS or D-HH:MM:SS (default 60)")
+    slurm.add_argument("--gpus-per-cell", type=int, dest="gpus_per_cell", metavar="N", help="GPUs per cell (default 0)")
+    slurm.add_argument("--cpus-per-cell", type=int, dest="cpus_per_cell", metavar="N", help="cores per cell (default 1)")
+    slurm.add_argument("--mem", help="memory per cell, e.g. 16G (default: the cluster's)")
+    slurm.add_argument("--array-parallelism", type=int, dest="array_parallelism", metavar="N",
+                       help="cells of one array running at once (default 64)")
+    slurm.add_argument("--signal-delay", type=int, dest="signal_delay_s", metavar="S",
+                       help="seconds before the time limit at which a cell stops and is requeued (default 90)")
+    slurm.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                       help="any other sbatch option, repeatable (e.g. --sbatch qos=high --sbatch constraint=a100)")
     board = sub.add_parser("leaderboard", help="turn run records into leaderboard.md/.csv/.json and plots")
     board.add_argument("--runs", default="results/sweeps/leaderboard",
                        help="folder searched (recursively) for run records (default %(default)s)")
@@ -128,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except signals.Interrupted as err:  # a signal before any run folder existed
         print(f"attnbench: interrupted by {signals.describe(err.signum)}; nothing was recorded", file=sys.stderr)
         return signals.exit_code(err.signum)
+    except BrokenPipeError:  # `attnbench sweep ... --status | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -267,6 +289,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
     spec = load_spec(args.spec)
+    if args.launcher == "slurm" or args.status or args.cancel:
+        return _sweep_slurm(args, spec)
     if args.wandb:
         config = wandb_grid.wandb_sweep_config(spec)
         if args.dry_run:
@@ -294,6 +318,37 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("attnbench: sweep interrupted; run the same command again to finish the remaining cells", file=sys.stderr)
         return 130
     return 0 if all(o.state in ("done", "skipped") for o in outcomes) else 1
+
+
+def _sweep_slurm(args: argparse.Namespace, spec) -> int:
+    from attnbench.suite import slurm
+
+    if args.wandb or args.jobs != 1:
+        raise ConfigError("--launcher slurm, --status and --cancel take neither --wandb nor --jobs: Slurm runs "
+                          "--array-parallelism cells at once")
+    if args.status and args.cancel:
+        raise ConfigError("give --status or --cancel, not both")
+    flags = {key: getattr(args, key) for key in slurm.FLAGS if key != "sbatch"}
+    flags["sbatch"] = slurm.parse_sbatch_options(args.sbatch)
+    launcher = slurm.SlurmLauncher(spec, slurm.resources(spec.slurm, flags))
+    if args.status:
+        rows = launcher.status()
+        width = max(len(cell.id) for cell, *_ in rows)
+        for cell, state, job_id, detail in rows:
+            print(f"{cell.id:<{width}}  {state:<13}  {job_id:<12}  {detail}")
+        counts = {}
+        for _, state, *_ in rows:
+            counts[state] = counts.get(state, 0) + 1
+        print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        return 0
+    if args.cancel:
+        launcher.cancel()
+        return 0
+    if args.dry_run:
+        launcher.dry_run()
+        return 0
+    launcher.submit()
+    return 0
 
 
 def _analysis_options(parser: argparse.ArgumentParser, title: str, title_help: str, logged: str) -> None:

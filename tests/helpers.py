@@ -1,10 +1,12 @@
-"""Small helpers shared by the data tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
 import gzip
 import json
 from pathlib import Path
+
+import torch
 
 from attnbench.config import load_config
 
@@ -47,3 +49,30 @@ def wandb_records(path: Path, kind: str) -> list[dict]:
             items = record.summary.update if kind == "summary" else record.history.item
             out.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items})
     return out
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def assert_same_run(resumed: Path, whole: Path) -> None:
+    a, b = record(resumed), record(whole)
+    assert a["status"] == "completed", a.get("error")
+    assert a["metrics"] == b["metrics"]
+    assert (a["cost"]["steps"], a["cost"]["epochs"]) == (b["cost"]["steps"], b["cost"]["epochs"])
+    # The learning history: the earlier attempt's validations kept, a redone one replaced (not repeated); only the
+    # clock differs.
+    def curve(r: dict) -> list[dict]:
+        return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in r["history"]]
+
+    assert curve(a) == curve(b) and len(curve(b)) >= 2
+    assert (resumed / "predictions.jsonl").read_text() == (whole / "predictions.jsonl").read_text()
+    # The weights and optimizer state of the last validation, bit for bit.
+    x, y = (torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+            for run in (resumed, whole))
+    assert x["global_step"] == y["global_step"]
+    torch.testing.assert_close(x["state_dict"], y["state_dict"], rtol=0, atol=0)
+    torch.testing.assert_close(x["optimizer_states"], y["optimizer_states"], rtol=0, atol=0)
+    # Every rank's token count (for tokens/s) and RNG state (dropout).
+    for rank, same in zip(x["attnbench"]["ranks"], y["attnbench"]["ranks"], strict=True):
+        assert rank["train_tokens"] == same["train_tokens"] and torch.equal(rank["torch_rng"], same["torch_rng"])

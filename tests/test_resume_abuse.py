@@ -6,7 +6,6 @@ last.ckpt follows every validation, not only the improving ones."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import struct
@@ -25,6 +24,7 @@ from attnbench.cli import main
 from attnbench.data.batching import BucketBatchSampler, ResumableLoader
 from attnbench.errors import ResourceError
 from attnbench.training.checkpointing import AtomicCheckpointIO, checkpoint_problem, resumable_checkpoint
+from tests.helpers import assert_same_run, record
 
 # 400 examples in batches of 32: 13 batches an epoch. val_check_interval=0.5 validates (and checkpoints) after
 # batches 6 and 12 of each epoch: at steps 6, 12, 19 and 25, all mid-epoch; training ends at step 26.
@@ -37,10 +37,6 @@ def tiny(data_dir: Path, cache: Path, out: Path, *extra: str) -> list[str]:
             "trainer.batch_size=32", "trainer.val_check_interval=0.5", "model.embed_dim=24", "model.hidden_dim=16",
             "model.dropout=0.3", "trainer.deterministic=true", "trainer.enable_progress_bar=false",
             "wandb.mode=disabled", "trainer.early_stopping_patience=0", "seed=5", "optim.lr=3e-3", *extra]
-
-
-def record(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def global_step(path: Path) -> int:
@@ -70,29 +66,6 @@ def uninterrupted(data_dir, cache, tmp_path_factory):
 @pytest.fixture
 def whole(uninterrupted) -> Path:
     return uninterrupted()
-
-
-def assert_same_run(resumed: Path, whole: Path) -> None:
-    a, b = record(resumed), record(whole)
-    assert a["status"] == "completed", a.get("error")
-    assert a["metrics"] == b["metrics"]
-    assert (a["cost"]["steps"], a["cost"]["epochs"]) == (b["cost"]["steps"], b["cost"]["epochs"])
-    # The learning history: the earlier attempt's validations kept, a redone one replaced (not repeated); only the
-    # clock differs.
-    def curve(r: dict) -> list[dict]:
-        return [{k: v for k, v in entry.items() if k != "train_seconds"} for entry in r["history"]]
-
-    assert curve(a) == curve(b) and len(curve(b)) >= 2
-    assert (resumed / "predictions.jsonl").read_text() == (whole / "predictions.jsonl").read_text()
-    # The weights and optimizer state of the last validation, bit for bit.
-    x, y = (torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-            for run in (resumed, whole))
-    assert x["global_step"] == y["global_step"]
-    torch.testing.assert_close(x["state_dict"], y["state_dict"], rtol=0, atol=0)
-    torch.testing.assert_close(x["optimizer_states"], y["optimizer_states"], rtol=0, atol=0)
-    # Every rank's token count (for tokens/s) and RNG state (dropout).
-    for rank, same in zip(x["attnbench"]["ranks"], y["attnbench"]["ranks"], strict=True):
-        assert rank["train_tokens"] == same["train_tokens"] and torch.equal(rank["torch_rng"], same["torch_rng"])
 
 
 class Stop(Exception):

@@ -39,6 +39,8 @@ class SweepSchema:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     baselines: bool = True  # write each task's trivial baselines (attnbench baseline) beside the cells
+    # `--launcher slurm` resources for every cell's job (suite/slurm.py Resources); the flags override them.
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Spec:
     axes: dict[str, list[Any]]
     rules: list[Rule]
     baselines: bool = True
+    slurm: dict[str, Any] = field(default_factory=dict)
     # Each cell's validated config and its config_hash, kept from validating it (cell id -> ...); empty when the
     # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
     configs: dict[str, DictConfig] = field(default_factory=dict)
@@ -122,7 +125,7 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules, "
-                          "baselines)") from None
+                          "baselines, slurm)") from None
     except Exception as err:  # YAML syntax
         raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     where = f"sweep spec {path}"
@@ -160,7 +163,7 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     description = spec.description or next(
         (line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
     result = Spec(path, spec.name, description, Path(spec.output_dir), list(spec.base), dict(spec.axes),
-                  list(spec.rules), spec.baselines)
+                  list(spec.rules), spec.baselines, dict(spec.slurm or {}))
     cells = result.cells()
     seen: dict[str, Cell] = {}
     for cell in cells:

@@ -75,6 +75,18 @@ def plan(spec: Spec) -> list[CellStatus]:
     return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id)) for cell in spec.cells()]
 
 
+def write_baselines(spec: Spec, say) -> None:
+    """The grid's trivial baselines, computed in this process (seconds: no training); a baseline folder of other
+    data (the spec's task settings changed) is set aside in .attempts/ first, like a changed cell."""
+    for cfg in baseline_configs(spec):
+        fingerprint = data_key(cfg)
+        for _, run_dir, current in baseline_folders(cfg, fingerprint):
+            if current is None and run_dir.exists():
+                say(f"  {run_dir.name}: other data than the spec's; moved to {archive(run_dir, spec.output_dir)}")
+        for result in run_baselines(cfg):
+            say(f"  baseline {result.run_dir.name}: {result.summary} ({'written' if result.written else 'up to date'})")
+
+
 class Runner:
     def __init__(self, spec: Spec, jobs: int, out=None):
         # sys.stdout as it is when the sweep runs, not when this module was imported (a test's capture may be gone).
@@ -132,16 +144,7 @@ class Runner:
         return ordered
 
     def baselines(self) -> None:
-        """The grid's trivial baselines, computed in this process (seconds: no training); a baseline folder of
-        other data (the spec's task settings changed) is set aside in .attempts/ first, like a changed cell."""
-        for cfg in baseline_configs(self.spec):
-            fingerprint = data_key(cfg)
-            for _, run_dir, current in baseline_folders(cfg, fingerprint):
-                if current is None and run_dir.exists():
-                    self.say(f"  {run_dir.name}: other data than the spec's; moved to {archive(run_dir, self.spec.output_dir)}")
-            for result in run_baselines(cfg):
-                self.say(f"  baseline {result.run_dir.name}: {result.summary} "
-                         f"({'written' if result.written else 'up to date'})")
+        write_baselines(self.spec, self.say)
 
     def stop(self) -> None:
         """Ctrl-C: no new cells; running ones get SIGINT, so each records itself as failed before exiting."""

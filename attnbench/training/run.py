@@ -319,9 +319,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
         deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.enable_progress_bar, logger=logger if logger is not None else False,
         callbacks=callbacks, default_root_dir=str(run_dir), enable_model_summary=t.enable_progress_bar,
-        plugins=[AtomicCheckpointIO()],  # checkpoints replace the old file whole, or not at all
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],  # checkpoints replace the old file whole, or not at all
     )
     return trainer, cost
+
+
+def cluster_plugins() -> list:
+    """Inside a Slurm job: Lightning's SLURMEnvironment (ranks, addresses from Slurm) without its auto-requeue.
+    Requeueing is the launcher's (suite/slurm.py: submitit's protocol, resuming from last.ckpt); Lightning's own
+    would also catch SIGUSR1, write an hpc checkpoint the resume logic does not read and requeue the job itself."""
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def base_record(cfg: DictConfig, data, task: pl.LightningModule, started_at: str) -> dict:
