@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="cells in parallel (one GPU each where there are GPUs; a share of the cores otherwise)")
     sweep.add_argument("--dry-run", action="store_true", help="show each cell, its status and its command; run nothing")
+    sweep.add_argument("--only", action="append", metavar="AXIS=VALUE[,VALUE]",
+                       help="only the cells with these axis values (repeatable; e.g. --only task=translation "
+                            "--only model=transformer): a part of the grid, same cells and folders as the whole")
     sweep.add_argument("--wandb", action="store_true",
                        help="create an equivalent W&B grid sweep for `wandb agent` (with --dry-run: print its config)")
     sweep.add_argument("--launcher", choices=("local", "slurm"), default="local",
@@ -289,6 +292,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
     spec = load_spec(args.spec)
+    if args.only and args.wandb:
+        raise ConfigError("--only narrows a local or Slurm sweep; a W&B grid sweep (--wandb) always has every cell")
+    spec = spec.select(args.only)
     if args.launcher == "slurm" or args.status or args.cancel:
         return _sweep_slurm(args, spec)
     if args.wandb:

@@ -78,6 +78,33 @@ def test_cells_cross_the_axes_and_apply_matching_rules(spec_path, tmp_path):
     assert dot_tf[-2:] == ("run_id=dot-transformer-s2", f"output_dir={tmp_path / 'runs'}")
 
 
+def test_only_runs_a_part_of_the_grid_with_the_cells_and_folders_of_the_whole(spec_path, tmp_path, capsys):
+    whole = {c.id: c for c in load_spec(spec_path).cells()}
+    part = load_spec(spec_path).select(["model=transformer", "seed=2,1", "attention=dot"])
+    assert [c.id for c in part.cells()] == ["dot-transformer-s1", "dot-transformer-s2"]
+    assert all(c.overrides == whole[c.id].overrides for c in part.cells())  # same run ids, output folder, rules
+    assert load_spec(spec_path).select(None).cells() == list(whole.values())
+    assert main(["sweep", str(spec_path), "--dry-run", "--only", "model=transformer", "--only", "seed=2"]) == 0
+    shown = [line.split()[1].rstrip(":") for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    assert shown == ["additive-transformer-s2", "dot-transformer-s2"]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("only, words", [
+    (["model"], "give AXIS=VALUE"),
+    (["depth=3"], "has no axis depth (axes: attention, model, seed)"),
+    (["model=lstm"], "lstm is not a value of axis model"),
+    (["seed=1", "seed=2"], "no cell of sweep spec"),
+    (["seed=1", "--wandb"], "--wandb"),
+])
+def test_a_bad_only_is_refused_in_one_line(spec_path, tmp_path, capsys, only, words):
+    flags = [arg for item in only for arg in (["--only", item] if item != "--wandb" else [item])]
+    assert main(["sweep", str(spec_path), "--dry-run", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
 BAD_SPECS = {
     "missing file": (None, "does not exist"),
     "not yaml": ("axes: [unclosed", "not valid YAML"),

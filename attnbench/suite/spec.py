@@ -6,6 +6,7 @@ A spec has base overrides, axes to cross and rules that add overrides to the cel
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class Spec:
     # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
     configs: dict[str, DictConfig] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
+    # `sweep --only`: axis -> the values kept (as written in the spec); cells() yields only the matching cells, with
+    # the ids, overrides and folders they have in the whole grid, so a part run is the same as the whole run's.
+    only: dict[str, list[str]] = field(default_factory=dict)
 
     def config(self, cell: Cell) -> DictConfig:
         """The cell's full config: the one load_spec validated, else composed now."""
@@ -90,7 +94,31 @@ class Spec:
 
     def cells(self) -> list[Cell]:
         grid = [dict(zip(self.axes, combo)) for combo in itertools.product(*self.axes.values())]
+        grid = [v for v in grid if all(format_value(v[axis]) in kept for axis, kept in self.only.items())]
         return [self.cell(values) for values in grid]
+
+    def select(self, items: list[str] | None) -> "Spec":
+        """The spec narrowed by `--only AXIS=VALUE[,VALUE...]` items (repeatable; values of one axis are alternatives,
+        axes are combined); a bad item is a ConfigError naming the axes or values the spec has."""
+        only: dict[str, list[str]] = {}
+        for item in items or []:
+            axis, sep, values = item.partition("=")
+            if not sep or not axis or not values:
+                raise ConfigError(f"--only {item}: give AXIS=VALUE[,VALUE...], e.g. --only task=translation")
+            if axis not in self.axes:
+                raise ConfigError(f"--only {item}: sweep spec {self.path} has no axis {axis} "
+                                  f"(axes: {', '.join(self.axes)})")
+            known = [format_value(v) for v in self.axes[axis]]
+            for value in values.split(","):
+                if value not in known:
+                    raise ConfigError(f"--only {item}: {value} is not a value of axis {axis} in sweep spec {self.path} "
+                                      f"(values: {', '.join(known)})")
+            kept = set(only.get(axis, known)) & set(values.split(","))
+            only[axis] = [v for v in known if v in kept]
+        narrowed = dataclasses.replace(self, only=only)
+        if items and not narrowed.cells():
+            raise ConfigError(f"--only {' --only '.join(items)}: no cell of sweep spec {self.path} matches all of them")
+        return narrowed
 
 
 def format_value(value: Any) -> str:

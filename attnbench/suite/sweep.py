@@ -116,8 +116,9 @@ class Runner:
         outcomes = {s.cell.id: Outcome(s.cell, "skipped" if s.state == "done" else s.state, s.reason)
                     for s in statuses if not s.pending}
         pending = [s for s in statuses if s.pending]
-        self.say(f"sweep {self.spec.name}: {len(statuses)} cells, {len(outcomes)} done already, {len(pending)} to run "
-                 f"(output {self.spec.output_dir})")
+        part = "".join(f", {axis}={','.join(kept)}" for axis, kept in self.spec.only.items())
+        self.say(f"sweep {self.spec.name}{' (--only' + part[1:] + ')' if part else ''}: {len(statuses)} cells, "
+                 f"{len(outcomes)} done already, {len(pending)} to run (output {self.spec.output_dir})")
         for s in statuses:
             self.say(f"  {'skip' if not s.pending else 'run '} {s.cell.id}: {s.state}: {s.reason}")
         self.baselines()
