@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import os
 from typing import ClassVar
 
 import pytest
@@ -19,6 +20,9 @@ from attnbench.attention import (
 from attnbench.testing import check_attention
 
 HERE = __name__  # this module's own import path, whatever rootdir/import mode pytest uses
+# The device the contract tests run the variants on: the CPU here and in CI; scripts/gpu_check.py sets "cuda", so on
+# a GPU the fast paths checked are the GPU's (SDPA's CUDA kernels, the compiled Triton additive kernel).
+DEVICE = os.environ.get("ATTNBENCH_TEST_DEVICE", "cpu")
 
 
 class TinyAttention(nn.Module):
@@ -68,14 +72,14 @@ CONTRACT_CASES = {name: (name, {}) for name in ATTENTION} | {
 
 @pytest.mark.parametrize("name, kwargs", CONTRACT_CASES.values(), ids=CONTRACT_CASES.keys())
 def test_contract(name: str, kwargs: dict) -> None:
-    check_attention(resolve_attention(name), **kwargs)
+    check_attention(resolve_attention(name), device=DEVICE, **kwargs)
 
 
 @pytest.mark.parametrize("name, kwargs", [
     ("additive", {"hidden_dim": 5}), ("general", {}), ("multihead", {"heads": 3, "score": "additive"}),
 ])
 def test_contract_with_unequal_widths(name: str, kwargs: dict) -> None:
-    check_attention(ATTENTION[name], query_dim=12, key_dim=20, value_dim=8, **kwargs)
+    check_attention(ATTENTION[name], query_dim=12, key_dim=20, value_dim=8, device=DEVICE, **kwargs)
 
 
 def test_additive_contract_when_chunked() -> None:
@@ -84,7 +88,7 @@ def test_additive_contract_when_chunked() -> None:
         module.chunk_elements = 1  # one query per chunk
         return module
     tiny_chunks.description = Additive.description  # type: ignore[attr-defined]
-    check_attention(tiny_chunks)
+    check_attention(tiny_chunks, device=DEVICE)
 
 
 # --- check_attention must reject broken variants ------------------------------------------------------------

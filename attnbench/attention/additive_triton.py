@@ -65,7 +65,7 @@ def _valid(keep_ptr, offs_m, offs_n, Tq, Tk, s_keep_m, HAS_MASK: tl.constexpr):
 def _forward_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, out_ptr, lse_ptr, Tq, Tk, A, Dv,
                     s_qb, s_qm, s_kb, s_km, s_vb, s_vn, s_keep_b, s_keep_m, s_ob, s_om, s_lb,
                     HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_A: tl.constexpr,
-                    BLOCK_D: tl.constexpr):
+                    BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     pid_m, b = tl.program_id(0), tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -87,7 +87,7 @@ def _forward_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, out_ptr, lse_ptr, Tq
         l_i = l_i * alpha + tl.sum(p, axis=1)
         v = tl.load(v_ptr + offs_n[:, None] * s_vn + offs_d[None, :],
                     mask=(offs_n < Tk)[:, None] & (offs_d < Dv)[None, :], other=0.0).to(tl.float32)  # (N, D)
-        acc = acc * alpha[:, None] + tl.dot(p, v)
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=DOT)
         m_i = m_new
     empty = l_i == 0.0  # fully masked row: output 0 (the attention contract), lse +inf so backward gives 0
     out = tl.where(empty[:, None], 0.0, acc / tl.where(empty, 1.0, l_i)[:, None])
@@ -101,7 +101,8 @@ def _forward_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, out_ptr, lse_ptr, Tq
 @triton.jit
 def _probabilities(qp_ptr, kp_ptr, w_ptr, keep_ptr, lse_ptr, do_ptr, v_ptr, delta_ptr, offs_m, offs_n, offs_d,
                    Tq, Tk, A, Dv, s_qm, s_km, s_vn, s_keep_m, s_om,
-                   HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_A: tl.constexpr):
+                   HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_A: tl.constexpr,
+                   DOT: tl.constexpr):
     """For one (M, N) tile: probabilities p, dS = p * (dO·V - Delta), and the dO and V tiles."""
     s = _scores(qp_ptr, kp_ptr, w_ptr, offs_m, offs_n, Tq, Tk, A, s_qm, s_km, BLOCK_M, BLOCK_N, BLOCK_A)
     valid = _valid(keep_ptr, offs_m, offs_n, Tq, Tk, s_keep_m, HAS_MASK)
@@ -112,7 +113,7 @@ def _probabilities(qp_ptr, kp_ptr, w_ptr, keep_ptr, lse_ptr, do_ptr, v_ptr, delt
     v = tl.load(v_ptr + offs_n[:, None] * s_vn + offs_d[None, :],
                 mask=(offs_n < Tk)[:, None] & (offs_d < Dv)[None, :], other=0.0).to(tl.float32)  # (N, D)
     delta = tl.load(delta_ptr + offs_m, mask=offs_m < Tq, other=0.0)
-    ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])  # (M, N)
+    ds = p * (tl.dot(do, tl.trans(v), input_precision=DOT) - delta[:, None])  # (M, N)
     return p, ds, do
 
 
@@ -121,7 +122,7 @@ def _backward_kv_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr,
                         dkp_ptr, dv_ptr, dw_ptr, Tq, Tk, A, Dv,
                         s_qb, s_qm, s_kb, s_km, s_vb, s_vn, s_keep_b, s_keep_m, s_ob, s_om, s_lb, n_blocks,
                         HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr):
+                        BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     pid_n, b = tl.program_id(0), tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -139,8 +140,8 @@ def _backward_kv_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr,
         offs_m = m0 + tl.arange(0, BLOCK_M)
         p, ds, do = _probabilities(qp_ptr, kp_ptr, w_ptr, keep_ptr, lse_ptr, do_ptr, v_ptr, delta_ptr, offs_m,
                                    offs_n, offs_d, Tq, Tk, A, Dv, s_qm, s_km, s_vn, s_keep_m, s_om,
-                                   HAS_MASK, BLOCK_M, BLOCK_N, BLOCK_A)
-        dv += tl.dot(tl.trans(p), do)
+                                   HAS_MASK, BLOCK_M, BLOCK_N, BLOCK_A, DOT)
+        dv += tl.dot(tl.trans(p), do, input_precision=DOT)
         for a0 in range(0, A, BLOCK_A):
             offs_a = a0 + tl.arange(0, BLOCK_A)
             a_ok = offs_a < A
@@ -159,7 +160,7 @@ def _backward_kv_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr,
 def _backward_q_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr, delta_ptr, dqp_ptr, Tq, Tk, A, Dv,
                        s_qb, s_qm, s_kb, s_km, s_vb, s_vn, s_keep_b, s_keep_m, s_ob, s_om, s_lb,
                        HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                       BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr):
+                       BLOCK_A: tl.constexpr, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
     pid_m, b = tl.program_id(0), tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -175,7 +176,7 @@ def _backward_q_kernel(qp_ptr, kp_ptr, w_ptr, v_ptr, keep_ptr, lse_ptr, do_ptr, 
         offs_n = n0 + tl.arange(0, BLOCK_N)
         p, ds, do = _probabilities(qp_ptr, kp_ptr, w_ptr, keep_ptr, lse_ptr, do_ptr, v_ptr, delta_ptr, offs_m,
                                    offs_n, offs_d, Tq, Tk, A, Dv, s_qm, s_km, s_vn, s_keep_m, s_om,
-                                   HAS_MASK, BLOCK_M, BLOCK_N, BLOCK_A)
+                                   HAS_MASK, BLOCK_M, BLOCK_N, BLOCK_A, DOT)
         for a0 in range(0, A, BLOCK_A):
             offs_a = a0 + tl.arange(0, BLOCK_A)
             a_ok = offs_a < A
@@ -201,6 +202,14 @@ def _block_d(Dv: int) -> int:
     return max(16, triton.next_power_of_2(Dv))  # tl.dot needs every dimension >= 16
 
 
+def _dot_precision() -> str:
+    """tl.dot's precision for its fp32 tiles (every tile is fp32 here, bf16 inputs included: they are upcast on
+    load). Triton's default is TF32 (10-bit mantissa) on Ampere and later; PyTorch's fp32 matmuls are full fp32
+    unless torch.backends.cuda.matmul.allow_tf32 is set. The kernel follows PyTorch's setting, so the fast path is
+    as precise as the explicit path it replaces: "ieee" by default, "tf32" where the user allowed TF32."""
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
 class AdditiveAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qp, kp, w, value, keep):
@@ -214,7 +223,7 @@ class AdditiveAttentionFunction(torch.autograd.Function):
                               qp.stride(0), qp.stride(1), kp.stride(0), kp.stride(1), value.stride(0), value.stride(1),
                               s_keep_b, s_keep_m, out.stride(0), out.stride(1), lse.stride(0),
                               HAS_MASK=has_mask, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_A=BLOCK_A,
-                              BLOCK_D=_block_d(Dv))
+                              BLOCK_D=_block_d(Dv), DOT=_dot_precision())
         ctx.save_for_backward(qp, kp, w, value, keep_t, out, lse)
         ctx.mask = (s_keep_b, s_keep_m, has_mask)
         return out
@@ -233,7 +242,8 @@ class AdditiveAttentionFunction(torch.autograd.Function):
         dw = torch.zeros(B * n_blocks, A, device=qp.device, dtype=torch.float32)
         strides = (qp.stride(0), qp.stride(1), kp.stride(0), kp.stride(1), value.stride(0), value.stride(1),
                    s_keep_b, s_keep_m, dout.stride(0), dout.stride(1), lse.stride(0))
-        meta = dict(HAS_MASK=has_mask, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_A=BLOCK_A, BLOCK_D=_block_d(Dv))
+        meta = dict(HAS_MASK=has_mask, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_A=BLOCK_A, BLOCK_D=_block_d(Dv),
+                    DOT=_dot_precision())
         _backward_kv_kernel[(n_blocks, B)](qp, kp, w, value, keep_t, lse, dout, delta, dkp, dvalue, dw, Tq, Tk, A, Dv,
                                            *strides, n_blocks, **meta)
         _backward_q_kernel[(triton.cdiv(Tq, BLOCK_M), B)](qp, kp, w, value, keep_t, lse, dout, delta, dqp, Tq, Tk, A,

@@ -26,7 +26,7 @@ from attnbench.testing.rules import (
 
 def check_attention(
     factory: Callable[..., nn.Module] | type, *, query_dim: int = 16, key_dim: int = 16, value_dim: int = 16,
-    seed: int = 0, **kwargs: Any,
+    seed: int = 0, device: str = "cpu", **kwargs: Any,
 ) -> None:
     """Run the attention contract on a variant; raise AssertionError describing the first broken rule.
 
@@ -43,8 +43,11 @@ def check_attention(
     gives back the raw keys), so the decoding rules then check what decoders do with it. A variant with the
     optional `mix(weights, value)` (the output for given weights; attnbench explain swaps in uniform or permuted
     weights through it) must give forward's output when handed forward's own weights.
+
+    `device="cuda"` runs every rule with the variant and its inputs on that device (the same inputs, drawn on the
+    CPU): GPU fast paths, such as the fused Triton additive kernel, are then the ones checked.
     """
-    with no_global_side_effects():
+    with no_global_side_effects(device):
         c = Contract(factory, (query_dim, key_dim, value_dim), seed, kwargs)
         module = c.build().eval()
         check_interface(c, module)

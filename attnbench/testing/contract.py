@@ -46,7 +46,8 @@ class Contract:
 
     def inputs(self, B: int, Tq: int, Tk: int, requires_grad: bool = False) -> list[torch.Tensor]:
         Dq, Dk, Dv = self.dims
-        tensors = [torch.randn(B, T, D, generator=self.gen) for T, D in ((Tq, Dq), (Tk, Dk), (Tk, Dv))]
+        tensors = [on_device(torch.randn(B, T, D, generator=self.gen, device="cpu"))
+                   for T, D in ((Tq, Dq), (Tk, Dk), (Tk, Dv))]
         return [t.requires_grad_(requires_grad) for t in tensors]
 
     def call(self, module: nn.Module, rule: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -96,10 +97,19 @@ class Contract:
 @contextmanager
 
 
-def no_global_side_effects() -> Iterator[None]:
-    # The checks seed the global RNG (so builds match); the caller's RNG stream should not notice.
-    with torch.random.fork_rng(devices=[]):
+def no_global_side_effects(device: str | torch.device = "cpu") -> Iterator[None]:
+    """The checks seed the global RNG (so builds match); the caller's RNG stream should not notice. On another
+    device (check_attention(device="cuda")), the checks run with it as the default device: the variant is built
+    and fed there, while the inputs are still drawn on the CPU, so every device checks the same numbers."""
+    device = torch.device(device)
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), device:
         yield
+
+
+def on_device(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor drawn on the CPU (the contract's generator), moved to the device the checks run on."""
+    return tensor.to(torch.get_default_device())
 
 
 def check_output(c: Contract, module: nn.Module, rule: str, out: torch.Tensor, weights: torch.Tensor | None,
@@ -138,13 +148,13 @@ def check_rows(c: Contract, rule: str, weights: torch.Tensor, keep: torch.Tensor
 def mask_cases(B: int, Tq: int, Tk: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     lengths = torch.tensor([Tk, max(1, Tk - 2), 1][:B] + [Tk] * max(0, B - 3))
     padding = (torch.arange(Tk)[None] < lengths[:, None])[:, None]  # (B, 1, Tk)
-    per_query = torch.rand(B, Tq, Tk, generator=gen) < 0.6  # (B, Tq, Tk)
+    per_query = on_device(torch.rand(B, Tq, Tk, generator=gen, device="cpu")) < 0.6  # (B, Tq, Tk)
     per_query[:, :, 0] = True  # every row keeps a key here; fully masked rows have their own check
     return {"key-padding mask (B, 1, Tk)": padding, "per-query mask (B, Tq, Tk)": per_query}
 
 
 def fully_masked_cases(B: int, Tq: int, Tk: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    per_query = torch.rand(B, Tq, Tk, generator=gen) < 0.6
+    per_query = on_device(torch.rand(B, Tq, Tk, generator=gen, device="cpu")) < 0.6
     per_query[:, :, 0] = True
     per_query[0, 1] = False  # one query of batch 0 sees nothing
     padding = torch.ones(B, 1, Tk, dtype=torch.bool)
