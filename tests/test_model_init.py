@@ -95,3 +95,25 @@ def test_padding_rows_start_at_zero() -> None:
     model = seq2seq(tie=False)
     assert model.encoder.embed.weight[PAD].abs().max() == 0
     assert model.embed.weight[PAD].abs().max() == 0
+
+
+def test_tied_output_scale_defaults_to_t5s_and_can_be_set():
+    """model.tied_output_scale: None keeps d^-1/2 (every earlier run's, so their config hashes stay); a value replaces
+    it (1.0: fairseq's); an untied model never rescales; zero or negative is refused."""
+    from attnbench.config import config_hash
+    from attnbench.config.compose import load_config
+    from attnbench.errors import ConfigError
+
+    torch.manual_seed(0)
+    default = build_seq2seq(model_config(tie_embeddings=True), ATTENTION, src_vocab=V, tgt_vocab=V, pad_id=PAD,
+                            shared_vocab=True)
+    fairseq = build_seq2seq(model_config(tie_embeddings=True, tied_output_scale=1.0), ATTENTION, src_vocab=V,
+                            tgt_vocab=V, pad_id=PAD, shared_vocab=True)
+    untied = build_seq2seq(model_config(tied_output_scale=1.0), ATTENTION, src_vocab=V, tgt_vocab=V, pad_id=PAD,
+                           shared_vocab=True)
+    assert (default.output_scale, fairseq.output_scale, untied.output_scale) == (D**-0.5, 1.0, 1.0)
+    base = ["task=translation", "model=transformer", "model.tie_embeddings=true"]
+    assert config_hash(load_config(base)) == config_hash(load_config([*base, "model.tied_output_scale=null"]))
+    assert config_hash(load_config(base)) != config_hash(load_config([*base, "model.tied_output_scale=1.0"]))
+    with pytest.raises(ConfigError, match="tied_output_scale=0.0 must be positive"):
+        load_config([*base, "model.tied_output_scale=0"])

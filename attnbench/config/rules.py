@@ -112,6 +112,9 @@ def validate(cfg: DictConfig) -> None:
     _check_batches("trainer.val_check_interval", cfg.trainer.val_check_interval)
     if cfg.trainer.max_steps != -1 and cfg.trainer.max_steps <= 0:
         raise ConfigError(f"trainer.max_steps={cfg.trainer.max_steps} must be positive, or -1 (no step limit)")
+    scale = cfg.model.tied_output_scale
+    if scale is not None and not scale > 0:
+        raise ConfigError(f"model.tied_output_scale={scale} must be positive, or null (d_model^-1/2)")
     if cfg.trainer.gradient_clip_val < 0 or cfg.optim.weight_decay < 0:
         raise ConfigError("trainer.gradient_clip_val and optim.weight_decay must be >= 0 (0: off)")
     if cfg.run_id is not None:

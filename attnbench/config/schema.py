@@ -129,6 +129,9 @@ class ModelConfig:
     max_positions: int = 512  # > 0; transformer learned positions
     decoder_style: str = "bahdanau"  # seq2seq rnn: bahdanau (attend before the cell) | luong (after)
     tie_embeddings: bool = False  # seq2seq: decoder input and output embeddings share weights
+    # seq2seq transformer, tied: the decoder's features are multiplied by this before the tied output layer;
+    # None: d_model^-1/2 (T5's rescaling, Raffel et al. 2020); > 0 otherwise (1.0: fairseq's, no rescaling)
+    tied_output_scale: Optional[float] = None
 
 
 @dataclass

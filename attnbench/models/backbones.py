@@ -77,7 +77,8 @@ def _transformer_seq2seq(model: Block, attention: Block, *, src_vocab: int, tgt_
         src_vocab=src_vocab, tgt_vocab=tgt_vocab, d_model=model["embed_dim"], ff_dim=model["ff_dim"],
         num_layers=model["num_layers"], attention=attention_factory(attention, model["embed_dim"], projected=True),
         dropout=model["dropout"], max_positions=model["max_positions"],
-        tie_embeddings=bool(model.get("tie_embeddings", False)), shared_vocab=shared_vocab, pad_id=pad_id,
+        tie_embeddings=bool(model.get("tie_embeddings", False)), tied_output_scale=model.get("tied_output_scale"),
+        shared_vocab=shared_vocab, pad_id=pad_id,
     )
 
 

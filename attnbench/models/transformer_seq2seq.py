@@ -78,7 +78,7 @@ class TransformerSeq2Seq(nn.Module):
     def __init__(
         self, *, src_vocab: int, tgt_vocab: int, d_model: int, ff_dim: int, num_layers: int,
         attention: AttentionFactory, dropout: float = 0.1, max_positions: int = 512, tie_embeddings: bool = False,
-        shared_vocab: bool = False, pad_id: int = 0,
+        tied_output_scale: float | None = None, shared_vocab: bool = False, pad_id: int = 0,
     ) -> None:
         super().__init__()
         self.encoder = TransformerEncoder(
@@ -99,8 +99,11 @@ class TransformerSeq2Seq(nn.Module):
         # Tied, the output layer reads the embedding table: the final LayerNorm's output (norm √d) still carries
         # the input token's own embedding, so that token's logit would start at ~√(d/2) (~11 at d = 256) and the
         # untrained model would copy its input. Rescaling the features by d^-1/2 before a tied output layer (as
-        # T5 does, Raffel et al. 2020) starts every logit near 0: the first prediction is near uniform.
-        self.output_scale = d_model**-0.5 if tie_embeddings else 1.0
+        # T5 does, Raffel et al. 2020) starts every logit near 0: the first prediction is near uniform. It also caps
+        # the logits at about |LN gain| x |embedding row| (~1 at the start), which the model must grow to be confident;
+        # tied_output_scale=1.0 (fairseq's choice) leaves the features as they are.
+        default = d_model**-0.5
+        self.output_scale = (default if tied_output_scale is None else tied_output_scale) if tie_embeddings else 1.0
         self.max_target_positions: int | None = max_positions
 
     def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
