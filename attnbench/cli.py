@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 import signal
 import sys
 from pathlib import Path
@@ -342,9 +343,7 @@ def _sweep_slurm(args: argparse.Namespace, spec) -> int:
         width = max(len(cell.id) for cell, *_ in rows)
         for cell, state, job_id, detail in rows:
             print(f"{cell.id:<{width}}  {state:<13}  {job_id:<12}  {detail}")
-        counts = {}
-        for _, state, *_ in rows:
-            counts[state] = counts.get(state, 0) + 1
+        counts = Counter(state for _, state, *_ in rows)  # in order of first appearance
         print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         return 0
     if args.cancel:

@@ -25,6 +25,7 @@ it needs (`--budget`) is skipped, and says so.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -65,13 +66,22 @@ class Step:
     detail: str = ""
 
 
+@functools.cache
+def protocol_spec():
+    """experiments/leaderboard.yaml, read once (every step's cell and every epoch cap come from it)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from attnbench.suite.spec import load_spec
+
+    return load_spec(SPEC, check_cells=False)
+
+
 def cell_overrides(task: str, model: str, attention: str, seed: int = 1) -> list[str]:
     """The cell's overrides exactly as `attnbench sweep experiments/leaderboard.yaml` would run it, minus its
     output folder (the check writes under --out)."""
-    sys.path.insert(0, str(ROOT))
-    from attnbench.suite.spec import cell_from_args, load_spec
+    from attnbench.suite.spec import cell_from_args
 
-    cell = cell_from_args(load_spec(SPEC, check_cells=False),
+    cell = cell_from_args(protocol_spec(),
                           [f"task={task}", f"model={model}", f"attention={attention}", f"seed={seed}"])
     return [o for o in cell.overrides if not o.startswith("output_dir=")]
 
