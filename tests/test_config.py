@@ -170,3 +170,50 @@ def test_override_errors(overrides, message):
         load_config(overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["task=translation"], ("val_slice/bleu", "max")),  # null: the checkpoint's metric
+        (["task=translation", "trainer.early_stopping_monitor=loss"], ("val/loss", "min")),
+        (["task=translation", "trainer.early_stopping_monitor=ppl"], ("val/ppl", "min")),
+        (["task=translation", "trainer.early_stopping_monitor=chrf"], ("val_slice/chrf", "max")),
+        (["task=summarization", "trainer.early_stopping_monitor=rouge2"], ("val_slice/rouge2", "max")),
+        ([], ("val/accuracy", "max")),
+        (["trainer.early_stopping_monitor=loss"], ("val/loss", "min")),
+        (["trainer.early_stopping_monitor=f1"], ("val/f1", "max")),
+    ],
+)
+def test_early_stopping_monitor_names_the_logged_metric_and_its_direction(overrides, expected):
+    from attnbench.config import monitor_key, stopping_monitor
+
+    cfg = load_config(overrides)
+    assert stopping_monitor(cfg) == expected
+    assert monitor_key(cfg) == ("val_slice/bleu" if "task=translation" in overrides else
+                                "val_slice/rougeLsum" if "task=summarization" in overrides else "val/accuracy")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.early_stopping_monitor=bleu"], "trainer.early_stopping_monitor=bleu is not a validation metric"),
+        (["task=translation", "trainer.early_stopping_monitor=blue"], "did you mean 'bleu'"),
+        (["task=translation", "trainer.early_stopping_monitor=accuracy"], "choose one of loss, ppl, bleu, chrf"),
+        (["task=translation", "trainer.early_stopping_monitor=rouge1"], "not a validation metric of this task"),
+        # no decoded validation slice: BLEU is not logged per validation at all
+        (["task=translation", "task.monitor=loss", "task.monitor_mode=min", "task.decoding.val_examples=0",
+          "trainer.early_stopping_monitor=bleu"], "choose one of loss, ppl, or null"),
+    ],
+)
+def test_early_stopping_monitor_errors(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_early_stopping_monitor_null_keeps_the_hash_of_earlier_records():
+    base = ["task=translation", "model=transformer"]
+    assert config_hash(load_config(base)) == config_hash(load_config([*base, "trainer.early_stopping_monitor=null"]))
+    assert config_hash(load_config(base)) != config_hash(load_config([*base, "trainer.early_stopping_monitor=loss"]))

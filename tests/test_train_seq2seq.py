@@ -92,3 +92,31 @@ def test_seq2seq_run_scores_and_maps(task, backbone, data_dir, seq2seq_cache, tm
     pngs = list((run_dir / "attention").glob("probe*_cross_attention.layer*.png"))
     assert len(pngs) == 2 * layers
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_early_stopping_can_watch_the_loss_while_bleu_picks_the_checkpoint(data_dir, seq2seq_cache, tmp_path):
+    """trainer.early_stopping_monitor=loss: EarlyStopping follows val/loss (min) and ModelCheckpoint still keeps the
+    best greedy slice BLEU; both states, saved in last.ckpt, match the run's learning history."""
+    import torch
+
+    code = main([
+        "run", "task=translation", *SMALL["rnn"], *TASKS["translation"], f"data_dir={data_dir}",
+        f"cache_dir={seq2seq_cache}", f"output_dir={tmp_path}", "task.limits.train=300", "task.limits.validation=16",
+        "task.limits.test=8", "task.decoding.val_examples=8", "task.probes=0", "trainer.max_epochs=3",
+        "optim.lr=3e-3", "optim.scheduler=constant", "trainer.early_stopping_patience=5",
+        "trainer.early_stopping_monitor=loss", "trainer.enable_progress_bar=false", "wandb.mode=disabled",
+    ])
+    assert code == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed", record.get("error")
+    losses = [e["metrics"]["val/loss"] for e in record["history"]]
+    bleus = [e["metrics"]["val_slice/bleu"] for e in record["history"]]
+    assert len(losses) == 3
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["callbacks"]
+    (stopping,) = [v for k, v in state.items() if k.startswith("EarlyStopping")]
+    (checkpoint,) = [v for k, v in state.items() if k.startswith("ModelCheckpoint")]
+    assert [k for k in state if k.startswith("EarlyStopping")] == ["EarlyStopping{'monitor': 'val/loss', 'mode': 'min'}"]
+    assert float(stopping["best_score"]) == pytest.approx(min(losses), rel=1e-5)
+    assert float(checkpoint["best_model_score"]) == pytest.approx(max(bleus), rel=1e-5)
+    assert checkpoint["monitor"] == "val_slice/bleu"

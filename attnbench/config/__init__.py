@@ -3,8 +3,10 @@
 One module per concern, each importing only those before it:
 
 - `schema`: the typed dataclasses (`RunConfig` and its blocks), each field's rule beside it.
+- `monitors`: the validation metric that picks the checkpoint (`monitor_key`) and the one that stops early
+  (`stopping_monitor`), under their logged names (`VAL_SLICE`), and their checks.
 - `rules`: `validate` and its checks, `check_machine`, name limits, and the values derived from a config
-  (`monitor_key`, `target_length`, `uses_heads`, `attention_width`).
+  (`target_length`, `uses_heads`, `attention_width`).
 - `compose`: `load_config` (config.yaml + group files + overrides) and `load_saved_config`, with the file, line
   and closest valid key in every error.
 - `hashing`: a run's identity (`config_hash`, `result_settings`, `NOT_RESULT_KEYS`, `LATER_KEYS`), `to_yaml`, `attention_label`.
@@ -22,15 +24,14 @@ from attnbench.config.compose import (
     load_saved_config,
 )
 from attnbench.config.hashing import LATER_KEYS, NOT_RESULT_KEYS, attention_label, config_hash, result_settings, to_yaml
+from attnbench.config.monitors import VAL_SLICE, monitor_key, stopping_monitor
 from attnbench.config.rules import (
     MAX_NAME_BYTES,
     SEED_RANGE,
-    VAL_SLICE,
     attention_width,
     check_machine,
     check_name,
     check_run_id,
-    monitor_key,
     target_length,
     uses_heads,
     validate,
@@ -55,7 +56,7 @@ __all__ = [
     "GROUPS", "TOP_LEVEL_KEYS", "config_dir", "group_options", "load_config", "load_saved_config",
     "LATER_KEYS", "NOT_RESULT_KEYS", "attention_label", "config_hash", "result_settings", "to_yaml",
     "MAX_NAME_BYTES", "SEED_RANGE", "VAL_SLICE", "attention_width", "check_machine", "check_name", "check_run_id",
-    "monitor_key", "target_length", "uses_heads", "validate",
+    "monitor_key", "stopping_monitor", "target_length", "uses_heads", "validate",
     "AttentionConfig", "DecodingConfig", "HoldoutConfig", "HubSourceConfig", "LocalSourceConfig", "ModelConfig",
     "OptimConfig", "RunConfig", "SplitLimits", "TaskConfig", "TokenizerConfig", "TrainerConfig", "WandbConfig",
 ]

@@ -18,9 +18,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from attnbench.config.rules import did_you_mean, validate
+from attnbench.config.rules import validate
 from attnbench.config.schema import RunConfig
-from attnbench.errors import ConfigError
+from attnbench.errors import ConfigError, did_you_mean
 
 GROUPS = ("task", "attention", "model", "trainer")
 # Top-level scalars that the CLI accepts as plain `key=value` without a dot.

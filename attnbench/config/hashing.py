@@ -21,7 +21,8 @@ NOT_RESULT_KEYS = ("output_dir", "data_dir", "cache_dir", "run_id", "resume", "e
 # Keys added after records existed, each with the value that every earlier run had implicitly: at that value the
 # key is left out of result_settings, so a record made before the key existed keeps its config hash (the sweep
 # does not rerun it, resume accepts its folder, the leaderboard puts it in the same row).
-LATER_KEYS: dict[str, Any] = {"attention.head_dim": None, "model.tied_output_scale": None}
+LATER_KEYS: dict[str, Any] = {"attention.head_dim": None, "model.tied_output_scale": None,
+                               "trainer.early_stopping_monitor": None}
 
 
 def result_settings(cfg: DictConfig) -> dict[str, Any]:

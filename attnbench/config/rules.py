@@ -2,13 +2,13 @@
 
 `validate` refuses impossible settings (ranges, allowed values, cross-field combinations) before any work starts,
 in a fixed order, so that the first broken setting is the one reported; `check_machine` refuses, apart from it,
-what this machine cannot run. `monitor_key`, `target_length`, `uses_heads` and `attention_width` derive one value
-each from a config, for validation and for the modules that build the run alike.
+what this machine cannot run (task.monitor and trainer.early_stopping_monitor are checked in `monitors`).
+`target_length`, `uses_heads` and `attention_width` derive one value each from a config, for validation and for the
+modules that build the run alike.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, Iterator
 
@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnbench.config import text_steps
 from attnbench.config.families import FAMILIES
-from attnbench.errors import ConfigError
+from attnbench.config.monitors import validate_monitors
+from attnbench.errors import ConfigError, did_you_mean
 
 # What validate checks key by key, in this order (schema.py names each rule beside its field).
 _CHOICES = {
@@ -57,15 +58,6 @@ MAX_NAME_BYTES = 240
 # What numpy's and Lightning's seeding accept (Lightning replaces a seed outside it by a random one, silently).
 SEED_RANGE = (0, 2**32 - 1)
 _LIMITS = ("trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches")
-
-
-def did_you_mean(word: str, options: list[str]) -> str:
-    """` (did you mean 'x'?)` for the option closest to a mistyped word (or with the same last dotted part); ''."""
-    match = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    if not match and "." in word:
-        leaf = word.rsplit(".", 1)[1]
-        match = [o for o in options if o.rsplit(".", 1)[-1] == leaf][:1]
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def check_name(key: str, value: str) -> None:
@@ -148,6 +140,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_seq2seq(cfg)
     if cfg.trainer.num_workers < 0 or cfg.trainer.early_stopping_patience < 0:
         raise ConfigError("trainer.num_workers and trainer.early_stopping_patience must be >= 0")
+    validate_monitors(cfg)
     if cfg.task.probes < 0:
         raise ConfigError(f"task.probes={cfg.task.probes} must be >= 0")
     for split in ("train", "validation", "test"):
@@ -237,40 +230,6 @@ def _validate_seq2seq(cfg: DictConfig) -> None:
             f"task.decoding.min_length={task.decoding.min_length} is not below task.decoding.max_len_b="
             f"{task.decoding.max_len_b}: no hypothesis could end; lower min_length or raise max_len_b"
         )
-    metric = _metrics().get(task.monitor)  # None: a metric the registry does not know (nothing to check)
-    if metric is not None and metric.better == "max" and task.monitor_mode != "max":
-        raise ConfigError(f"task.monitor={task.monitor} is better when higher: pass task.monitor_mode=max")
-    if metric is not None and metric.better == "min" and task.monitor_mode != "min":
-        raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
-    decoded = FAMILIES[task.family].decodes and metric is not None and metric.decoded
-    scored = [name for name, spec in _metrics().items() if spec.source == task.scorer]
-    if decoded and task.monitor not in scored:
-        raise ConfigError(
-            f"task.monitor={task.monitor} is not produced by task.scorer={task.scorer} (it gives {', '.join(scored)}): "
-            "change task.monitor or task.scorer"
-        )
-    if decoded and task.decoding.val_examples == 0:
-        raise ConfigError(
-            f"task.monitor={task.monitor} needs decoded validation examples, but task.decoding.val_examples=0: "
-            "pass task.decoding.val_examples=256 or task.monitor=loss task.monitor_mode=min"
-        )
-
-
-# Seq2seq metrics of the greedy-decoded validation slice: logged as val_slice/<metric>, recorded as metrics.val_slice.
-VAL_SLICE = "val_slice"
-
-
-def monitor_key(cfg: DictConfig) -> str:
-    """The logged name of the validation metric that picks checkpoints and stops early.
-
-    Seq2seq metrics of decoded text exist per epoch only for the greedy slice of `task.decoding.val_examples`
-    validation examples, so they are logged as `val_slice/<metric>`, never as if they covered the split.
-    """
-    task = cfg.task
-    metric = _metrics().get(task.monitor)
-    if FAMILIES[task.family].decodes and metric is not None and metric.decoded:
-        return f"{VAL_SLICE}/{task.monitor}"
-    return f"val/{task.monitor}"
 
 
 def target_length(cfg: DictConfig) -> int:
@@ -315,14 +274,6 @@ def _check_resolvable(key: str, name: str) -> None:
         resolve_attention(name)
     except (ValueError, ImportError, AttributeError, TypeError) as err:
         raise ConfigError(f"{key}: {err}") from None
-
-
-def _metrics() -> dict:
-    # Imported when validating, not with the config package: the metric registry imports torchmetrics and
-    # sacrebleu (tests/test_config_split.py). metrics/ does not import config: no cycle.
-    from attnbench.metrics.registry import METRICS
-
-    return METRICS
 
 
 def _backbones() -> dict:

@@ -146,6 +146,11 @@ class TrainerConfig:
     max_tokens: Optional[int] = None  # token budget per batch, >= the longest example; replaces batch_size when set
     gradient_clip_val: float = 1.0  # >= 0 (0: off)
     early_stopping_patience: int = 3  # >= 0; validations without improvement before stopping (0: never stop early)
+    # null: task.monitor, the metric that picks the checkpoint; else another validation metric the run logs (loss,
+    # ppl; accuracy or f1 for classification; one of task.scorer's on the decoded slice), its direction from the
+    # metric registry. A seq2seq run may stop on loss while BLEU still picks the checkpoint: the greedy slice
+    # BLEU dips by points from one epoch to the next while the loss still falls (README: the CPU protocol).
+    early_stopping_monitor: Optional[str] = None
     # Lightning batch counts: a fraction of the loader in (0, 1] or a whole number of batches >= 1.
     val_check_interval: Any = 1.0
     limit_train_batches: Any = 1.0  # batches of the train split per epoch: a fraction in (0, 1] or a count >= 1

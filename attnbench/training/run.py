@@ -19,7 +19,8 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.utilities import rank_zero_only
 
 from attnbench.training import signals
-from attnbench.config import VAL_SLICE, attention_label, check_machine, check_run_id, config_hash, monitor_key, to_yaml
+from attnbench.config import (VAL_SLICE, attention_label, check_machine, check_run_id, config_hash, monitor_key,
+                              stopping_monitor, to_yaml)
 from attnbench.errors import ConfigError
 from attnbench.data.batching import padding_fraction
 from attnbench.data.lengths import warn_truncation
@@ -300,7 +301,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, logger, data) -> tuple[pl.Trai
                                     cost.history, ValidateAtMaxSteps(), FiniteLoss(every=t.log_every_n_steps),
                                     ResumableState()]
     if t.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=cfg.task.monitor_mode, patience=t.early_stopping_patience,
+        # What it watches may differ from what picks the checkpoint (trainer.early_stopping_monitor: e.g. stop on the
+        # validation loss, keep the epoch of the best slice BLEU).
+        stop_key, stop_mode = stopping_monitor(cfg)
+        callbacks.append(EarlyStopping(monitor=stop_key, mode=stop_mode, patience=t.early_stopping_patience,
                                        check_on_train_epoch_end=False))
     if logger is not None:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
