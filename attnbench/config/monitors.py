@@ -42,7 +42,7 @@ def validate_monitors(cfg: DictConfig) -> None:
     if metric is not None and metric.better == "min" and task.monitor_mode != "min":
         raise ConfigError(f"task.monitor={task.monitor} is better when lower: pass task.monitor_mode=min")
     decoded = FAMILIES[task.family].decodes and metric is not None and metric.decoded
-    scored = [name for name, spec in _metrics().items() if spec.source == task.scorer]
+    scored = _scored_by(task.scorer)
     if decoded and task.monitor not in scored:
         raise ConfigError(
             f"task.monitor={task.monitor} is not produced by task.scorer={task.scorer} (it gives {', '.join(scored)}): "
@@ -70,7 +70,7 @@ def _logged_metrics(cfg: DictConfig) -> list[str]:
     if family.labelled:
         logged += [n for n, m in _metrics().items() if m.source == "classification"]
     if family.decodes and task.decoding.val_examples > 0:
-        logged += [n for n, m in _metrics().items() if m.source == task.scorer]
+        logged += _scored_by(task.scorer)
     return logged
 
 
@@ -78,6 +78,12 @@ def _logged_name(cfg: DictConfig, name: str) -> str:
     metric = _metrics().get(name)
     decoded = FAMILIES[cfg.task.family].decodes and metric is not None and metric.decoded
     return f"{VAL_SLICE}/{name}" if decoded else f"val/{name}"
+
+
+def _scored_by(scorer: str) -> list[str]:
+    from attnbench.metrics.registry import scored_by  # lazily, as in _metrics
+
+    return list(scored_by(scorer))
 
 
 def _metrics() -> dict:
