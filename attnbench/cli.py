@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--runs", default="results/sweeps/leaderboard",
                        help="folder searched (recursively) for run records (default %(default)s)")
     board.add_argument("--out", default="results", help="where leaderboard.* and plots/ go (default %(default)s)")
+    board.add_argument("--claims", default=None, metavar="SPEC",
+                       help="a sweep spec whose claims: block lists published findings (e.g. "
+                            "experiments/ablation_heads_cpu.yaml): each is tested on the rows, one sentence with a "
+                            "verdict in leaderboard.md and .json")
     _analysis_options(board, "attnbench leaderboard", "heading of leaderboard.md", "the table and plots")
     page = sub.add_parser("report", help="one self-contained report.html: the leaderboard table, learning curves, "
                           "quality vs cost and attention maps side by side")
@@ -393,9 +397,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     report = build_leaderboard(Path(args.runs), Path(args.out), baseline=args.baseline, samples=args.samples,
                                title=args.title, wandb=wandb_mode(args.wandb), project=args.wandb_project,
-                               entity=args.wandb_entity)
+                               entity=args.wandb_entity, claims=Path(args.claims) if args.claims else None)
     _print_analysis(report, f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to "
                     f"{', '.join(map(str, report.files))}", args)
+    for claim in report.claims:
+        where = f" ({claim['section']}, {claim['model']})" if "section" in claim else ""
+        print(f"claim{where}: {claim['verdict']}: {claim['claim']}")
     return 0
 
 

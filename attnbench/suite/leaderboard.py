@@ -8,6 +8,7 @@ The pipeline, one module a stage (each way the leaderboard grows has one place):
                                             degenerate runs flagged; section notes
     statistics  attnbench.suite.row_stats   seed statistics; two-level bootstrap vs the baseline variant, Holm
                                             (the tests themselves: attnbench.suite.stats)
+                attnbench.suite.claims      --claims SPEC: a spec's published findings tested on the rows
                 attnbench.suite.interpretability   explain.json beside the records: interpretability statistics
     columns     attnbench.suite.columns     every column of the tables, once: what the writers below iterate
     renderers   attnbench.suite.leaderboard_render   Markdown, CSV, JSON, plots
@@ -22,6 +23,7 @@ import os
 from pathlib import Path
 
 from attnbench.errors import ConfigError
+from attnbench.suite.claims import Claim, evaluate_claims
 from attnbench.suite.interpretability import summarize_explain
 from attnbench.suite.leaderboard_render import render_all
 from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leaderboard
@@ -30,13 +32,15 @@ from attnbench.suite.formats import listing
 from attnbench.suite.records import Run, provenance, read_runs
 from attnbench.suite.row_stats import Reference, compare_to_baseline, summarize
 from attnbench.suite.rows import Report, data_notes, flag_degenerate, make_sections
+from attnbench.suite.spec import load_spec
 
-__all__ = ["analyze", "build_leaderboard", "check_out", "publish", "read_all", "read_runs"]
+__all__ = ["analyze", "build_leaderboard", "check_out", "load_claims", "publish", "read_all", "read_runs"]
 
 
-def analyze(runs_dirs: list[Path], baseline: str = "additive", samples: int = 1000) -> Report:
-    """The records under runs_dirs in sections and rows, with every statistic; nothing written (the leaderboard and
-    the report render this)."""
+def analyze(runs_dirs: list[Path], baseline: str = "additive", samples: int = 1000,
+            claims: list[Claim] | None = None) -> Report:
+    """The records under runs_dirs in sections and rows, with every statistic and the tests of `claims`; nothing
+    written (the leaderboard and the report render this)."""
     if samples < 100:
         raise ConfigError(f"--samples {samples} is too few for a bootstrap p-value: use at least 100 (default 1000)")
     Reference.parse(baseline)  # a malformed --baseline fails before any record is read
@@ -52,7 +56,18 @@ def analyze(runs_dirs: list[Path], baseline: str = "additive", samples: int = 10
         flag_degenerate(section)
         compare_to_baseline(section.rows, baseline, samples, warnings)
         data_notes(section)
-    return Report(sections, skipped, warnings, provenance(runs), len(runs))
+    report = Report(sections, skipped, warnings, provenance(runs), len(runs))
+    report.claims = evaluate_claims(sections, claims or [], samples)
+    return report
+
+
+def load_claims(spec_path: Path) -> list[Claim]:
+    """--claims SPEC: the published findings a sweep spec lists (its claims: block), checked."""
+    claims = load_spec(spec_path, check_cells=False).claims
+    if not claims:
+        raise ConfigError(f"--claims {spec_path}: the spec has no claims: block; add one (see "
+                          "experiments/ablation_heads_cpu.yaml) or leave out --claims")
+    return claims
 
 
 def read_all(runs_dirs: list[Path]) -> tuple[list[Run], list[str]]:
@@ -77,17 +92,20 @@ def runs_label(runs_dirs: list[Path]) -> str:
 
 def build_leaderboard(runs_dir: Path | list[Path], out_dir: Path, baseline: str = "additive", samples: int = 1000,
                       title: str = "attnbench leaderboard", wandb: str = "disabled", project: str = "attnbench",
-                      entity: str | None = None) -> Report:
+                      entity: str | None = None, claims: Path | None = None) -> Report:
     """The leaderboard of the records under runs_dir (one folder or several), written into out_dir; with wandb
-    "offline" or "online" also logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb)."""
+    "offline" or "online" also logged to a W&B "leaderboard" run (attnbench.suite.leaderboard_wandb); with
+    `claims` (a sweep spec) its published findings tested."""
     runs_dirs = [runs_dir] if isinstance(runs_dir, Path) else list(runs_dir)
     check_out(out_dir)
     check_leaderboard_wandb(wandb)
-    report = analyze(runs_dirs, baseline, samples)
+    tested = load_claims(claims) if claims is not None else None
+    report = analyze(runs_dirs, baseline, samples, tested)
     files = render_all(report, baseline, title, runs_label(runs_dirs), samples)
     report.files = publish(out_dir, files)
     report.wandb_run_id = log_leaderboard(report, files, out_dir, wandb, project, entity, {
-        "runs": [str(d) for d in runs_dirs], "baseline": baseline, "samples": samples, "title": title})
+        "runs": [str(d) for d in runs_dirs], "baseline": baseline, "samples": samples, "title": title,
+        "claims": None if claims is None else str(claims)})
     return report
 
 

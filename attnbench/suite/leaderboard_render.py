@@ -63,6 +63,7 @@ def render_markdown(report: Report, baseline: str, title: str, runs: str, sample
              "training steps only), memory in MiB.", ""]
     for section in report.sections:
         lines += _section_markdown(section, baseline)
+    lines += claims_markdown(report.claims)
     prov = report.provenance
     lines += ["## Provenance", "",
               f"- git SHAs: {', '.join(f'`{s}`' for s in prov['git_sha'])}"
@@ -77,6 +78,18 @@ def render_markdown(report: Report, baseline: str, title: str, runs: str, sample
         lines += ["", "## Warnings and skipped records", ""]
         lines += [f"- {w}" for w in report.warnings] + [f"- skipped {s}" for s in report.skipped]
     return "\n".join(lines) + "\n"
+
+
+def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
+    """The published findings the leaderboard was asked to test (--claims), one sentence each."""
+    if not claims:
+        return []
+    return ["## Published claims", "",
+            "Each finding of a paper, as two rows (the one it found better, the one it found worse), tested here: Δ is "
+            "better - worse of the section's primary metric, with the leaderboard's two-level bootstrap and its 95% "
+            f"interval, p Holm-corrected over the claims tested; needs n >= {MIN_SEEDS} seeds a side. Reproduced: "
+            "same direction and p < 0.05; a published Δ comes from other data and models and is context, not a "
+            "target.", "", *(f"- {claim['sentence']}" for claim in claims), ""]
 
 
 def _section_markdown(section: Section, baseline: str) -> list[str]:
@@ -148,6 +161,7 @@ def to_json(report: Report, baseline: str) -> dict[str, Any]:
         "sections": [{"task": s.task, "dataset": s.dataset, "name": s.name, "data_fingerprint": s.fingerprint,
                       "split_by_data": s.split_by_data, "primary": s.primary, "holm_family": holm_family(s, baseline),
                       "notes": s.notes, "test_data": s.test_data} for s in report.sections],
+        "claims": report.claims,
         "provenance": report.provenance,
         "warnings": report.warnings,
         "skipped": report.skipped,

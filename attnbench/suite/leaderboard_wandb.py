@@ -63,7 +63,11 @@ def _log(report: Report, files: dict[str, str | bytes], out_dir: Path, mode: str
                                                             for row in rows])
         images = {f"leaderboard/{name.removesuffix('.png')}": wandb.Image(Image.open(io.BytesIO(content)))
                   for name, content in files.items() if name.endswith(".png")}
-        run.log({"leaderboard/table": table, **images})
+        claims = {"leaderboard/claims": wandb.Table(
+            columns=["claim", "section", "model", "verdict", "sentence"],
+            data=[[c["claim"], c.get("section"), c.get("model"), c["verdict"], c["sentence"]] for c in report.claims])
+                  } if report.claims else {}
+        run.log({"leaderboard/table": table, **images, **claims})
         run.summary.update({"records": report.n_records, "sections": len(report.sections),
                             "skipped": len(report.skipped), "warnings": len(report.warnings)})
         return run.id

@@ -78,12 +78,12 @@ class Reference:
     settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> Reference:
+    def parse(cls, text: str, what: str = "--baseline") -> Reference:
         match = re.fullmatch(r"\s*([^\[\]\s]+)\s*(?:\[([^\[\]]*)\])?\s*", text)
         pairs = [p.strip() for p in (match.group(2) or "").split(",") if p.strip()] if match else []
         if not match or any(p.count("=") != 1 or not p.split("=")[0].strip() for p in pairs) or (
                 match.group(2) is not None and not pairs):
-            raise ConfigError(f"--baseline {text}: use VARIANT or VARIANT[KEY=VALUE,...], e.g. additive or "
+            raise ConfigError(f"{what} {text}: use VARIANT or VARIANT[KEY=VALUE,...], e.g. additive or "
                               "multihead[attention.heads=8]")
         return cls(match.group(1), tuple((k.strip(), v.strip()) for k, v in (p.split("=") for p in pairs)))
 

@@ -90,6 +90,7 @@ class Report:
     n_records: int
     files: list[Path] = field(default_factory=list)
     wandb_run_id: str | None = None  # the W&B "leaderboard" run it was logged to
+    claims: list[dict[str, Any]] = field(default_factory=list)  # suite/claims.py evaluate_claims: published findings
 
     @property
     def tasks(self) -> dict[str, list[Row]]:

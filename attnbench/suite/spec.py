@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from attnbench.config import check_name, config_hash, load_config
 from attnbench.errors import ConfigError
+from attnbench.suite.claims import Claim, ClaimSchema, check_claims
 
 # Overrides every cell gets before the spec's own (which may change them): logs go to files, not terminals.
 CELL_DEFAULTS = ("trainer.enable_progress_bar=false",)
@@ -42,6 +43,8 @@ class SweepSchema:
     baselines: bool = True  # write each task's trivial baselines (attnbench baseline) beside the cells
     # `--launcher slurm` resources for every cell's job (suite/slurm.py Resources); the flags override them.
     slurm: dict[str, Any] = field(default_factory=dict)
+    # Published findings the sweep sets out to reproduce, tested by `attnbench leaderboard --claims` (suite/claims.py).
+    claims: list[ClaimSchema] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Spec:
     rules: list[Rule]
     baselines: bool = True
     slurm: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
     # Each cell's validated config and its config_hash, kept from validating it (cell id -> ...); empty when the
     # cells were not checked (`attnbench run --spec` builds and checks just the one cell it runs).
     configs: dict[str, DictConfig] = field(default_factory=dict)
@@ -153,7 +157,7 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules, "
-                          "baselines, slurm)") from None
+                          "baselines, slurm, claims)") from None
     except Exception as err:  # YAML syntax
         raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     where = f"sweep spec {path}"
@@ -188,10 +192,14 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
                 raise ConfigError(f"{where}: rules[{i}].when names {axis}, which is not an axis ({', '.join(spec.axes)})")
             if str(value) not in map(str, spec.axes[axis]):
                 raise ConfigError(f"{where}: rules[{i}].when {axis}={value} is not one of the axis values {spec.axes[axis]}")
+    variants = {str(v) for v in spec.axes.get("attention", [])} | {
+        o.partition("=")[2] for o in [*spec.base, *(o for rule in spec.rules for o in rule.set)]
+        if o.partition("=")[0] == "attention"}
+    claims = check_claims(spec.claims, where, spec.axes, variants)
     description = spec.description or next(
         (line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
     result = Spec(path, spec.name, description, Path(spec.output_dir), list(spec.base), dict(spec.axes),
-                  list(spec.rules), spec.baselines, dict(spec.slurm or {}))
+                  list(spec.rules), spec.baselines, dict(spec.slurm or {}), claims)
     cells = result.cells()
     seen: dict[str, Cell] = {}
     for cell in cells:
