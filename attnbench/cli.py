@@ -81,10 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--runs", default="results/sweeps/leaderboard",
                        help="folder searched (recursively) for run records (default %(default)s)")
     board.add_argument("--out", default="results", help="where leaderboard.* and plots/ go (default %(default)s)")
-    board.add_argument("--claims", default=None, metavar="SPEC",
-                       help="a sweep spec whose claims: block lists published findings (e.g. "
-                            "experiments/ablation_heads_cpu.yaml): each is tested on the rows, one sentence with a "
-                            "verdict in leaderboard.md and .json")
     _analysis_options(board, "attnbench leaderboard", "heading of leaderboard.md", "the table and plots")
     page = sub.add_parser("report", help="one self-contained report.html: the leaderboard table, learning curves, "
                           "quality vs cost and attention maps side by side")
@@ -367,6 +363,10 @@ def _analysis_options(parser: argparse.ArgumentParser, title: str, title_help: s
                              "(default %(default)s); VARIANT[KEY=VALUE,...] fixes settings of the baseline row, "
                              "e.g. multihead[attention.heads=8] compares every head count with 8 heads")
     parser.add_argument("--samples", type=int, default=1000, help="bootstrap resamples (default %(default)s)")
+    parser.add_argument("--claims", default=None, metavar="SPEC",
+                        help="a sweep spec whose claims: block lists published findings (e.g. "
+                             "experiments/ablation_heads_cpu.yaml): each is tested on the rows, one sentence with a "
+                             "verdict each in the output and on stdout")
     parser.add_argument("--title", default=title, help=title_help)
     parser.add_argument("--wandb", choices=("online", "offline", "disabled"), default=None,
                         help=f"log {logged} to a W&B 'leaderboard' run (default: $WANDB_MODE, else offline; "
@@ -385,7 +385,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report, path = build_report([Path(d) for d in args.runs], Path(args.out), baseline=args.baseline,
                                 samples=args.samples, title=args.title, wandb=wandb_mode(args.wandb),
-                                project=args.wandb_project, entity=args.wandb_entity)
+                                project=args.wandb_project, entity=args.wandb_entity,
+                                claims=Path(args.claims) if args.claims else None)
     _print_analysis(report, f"report of {report.n_records} runs ({len(report.sections)} sections) written to {path}",
                     args)
     return 0
@@ -400,9 +401,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                                entity=args.wandb_entity, claims=Path(args.claims) if args.claims else None)
     _print_analysis(report, f"leaderboard of {report.n_records} runs ({len(report.tasks)} tasks) written to "
                     f"{', '.join(map(str, report.files))}", args)
-    for claim in report.claims:
-        where = f" ({claim['section']}, {claim['model']})" if "section" in claim else ""
-        print(f"claim{where}: {claim['verdict']}: {claim['claim']}")
     return 0
 
 
@@ -413,6 +411,9 @@ def _print_analysis(report, written: str, args: argparse.Namespace) -> None:
     for problem in report.skipped:
         print(f"attnbench: skipped {problem}", file=sys.stderr)
     print(written)
+    for claim in report.claims:
+        where = f" ({claim['section']}, {claim['model']})" if "section" in claim else ""
+        print(f"claim{where}: {claim['verdict']}: {claim['claim']}")
     if report.wandb_run_id:
         print(f"logged to W&B run {report.wandb_run_id} (project {args.wandb_project})")
 

@@ -170,3 +170,17 @@ def test_the_committed_ablation_specs_name_rows_they_run():
                 settings = dict(ref.settings)
                 assert any(all(dict(c).get(k, v) == v for k, v in settings.items())
                            and dict(c).get("attention", ref.attention) == ref.attention for c in cells), ref
+
+
+def test_the_report_shows_each_claim_with_its_verdict_escaped(heads_runs, tmp_path, capsys):
+    spec = write_spec(tmp_path, CLAIMS.replace("one head is worse than eight", "one head is worse than <b>eight</b>"))
+    out = tmp_path / "report"
+    assert main(["report", "--wandb", "disabled", "--runs", str(heads_runs), "--out", str(out), "--samples", "200",
+                 "--claims", str(spec)]) == 0
+    html = (out / "report.html").read_text()
+    claims = html.split('<section id="claims"', 1)[1].split("</section>", 1)[0]
+    assert '<a href="#claims">published claims</a>' in html
+    assert claims.count("<li>") == 4 and claims.count('<b class="verdict">') == 4
+    assert "one head is worse than &lt;b&gt;eight&lt;/b&gt;" in claims  # the spec's text is escaped, never markup
+    assert '<b class="verdict">reproduced</b>' in claims and "**" not in claims
+    assert "claim (sentiment / sst2, transformer): reproduced:" in capsys.readouterr().out

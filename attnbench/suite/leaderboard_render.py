@@ -80,16 +80,18 @@ def render_markdown(report: Report, baseline: str, title: str, runs: str, sample
     return "\n".join(lines) + "\n"
 
 
+CLAIMS_INTRO = ("Each finding of a paper, as two rows (the one it found better, the one it found worse), tested here: "
+                "Δ is better - worse of the section's primary metric, with the leaderboard's two-level bootstrap and "
+                f"its 95% interval, p Holm-corrected over the claims tested; needs n >= {MIN_SEEDS} seeds a side. "
+                "Reproduced: same direction and p < 0.05; a published Δ comes from other data and models and is "
+                "context, not a target.")
+
+
 def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
     """The published findings the leaderboard was asked to test (--claims), one sentence each."""
     if not claims:
         return []
-    return ["## Published claims", "",
-            "Each finding of a paper, as two rows (the one it found better, the one it found worse), tested here: Δ is "
-            "better - worse of the section's primary metric, with the leaderboard's two-level bootstrap and its 95% "
-            f"interval, p Holm-corrected over the claims tested; needs n >= {MIN_SEEDS} seeds a side. Reproduced: "
-            "same direction and p < 0.05; a published Δ comes from other data and models and is context, not a "
-            "target.", "", *(f"- {claim['sentence']}" for claim in claims), ""]
+    return ["## Published claims", "", CLAIMS_INTRO, "", *(f"- {claim['sentence']}" for claim in claims), ""]
 
 
 def _section_markdown(section: Section, baseline: str) -> list[str]:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from attnbench.suite.columns import COLUMNS, EXAMPLES_ONLY, Cell, Table
-from attnbench.suite.leaderboard import analyze, check_out, runs_label
+from attnbench.suite.leaderboard import analyze, check_out, load_claims, runs_label
 from attnbench.suite.convergence import RULE as CONVERGENCE_RULE
-from attnbench.suite.leaderboard_render import flag_rules, holm_family
+from attnbench.suite.leaderboard_render import CLAIMS_INTRO, flag_rules, holm_family
 from attnbench.suite.leaderboard_wandb import check_leaderboard_wandb, log_leaderboard
 from attnbench.suite.publish import publish
 from attnbench.suite.report_data import learning_curves, probe_grids, row_maps
@@ -61,12 +61,14 @@ class SectionView:
 
 def build_report(runs_dirs: list[Path], out_dir: Path, baseline: str = "additive", samples: int = 1000,
                  title: str = "attnbench report", wandb: str = "disabled", project: str = "attnbench",
-                 entity: str | None = None) -> tuple[Report, Path]:
+                 entity: str | None = None, claims: Path | None = None) -> tuple[Report, Path]:
     """report.html of the records under runs_dirs, written atomically into out_dir; with wandb "offline" or "online"
-    the leaderboard table and the report's figures are also logged to a W&B "leaderboard" run."""
+    the leaderboard table and the report's figures are also logged to a W&B "leaderboard" run; with `claims` (a
+    sweep spec) its published findings tested."""
     check_out(out_dir, (REPORT,), REPORT)
     check_leaderboard_wandb(wandb)
-    report = analyze(runs_dirs, baseline, samples)
+    tested = load_claims(claims) if claims is not None else None
+    report = analyze(runs_dirs, baseline, samples, tested)
     views = [section_view(s, baseline) for s in report.sections]
     html = render_html(report, views, baseline, title, runs_label(runs_dirs), samples)
     report.files = publish(out_dir, {REPORT: html})
@@ -74,7 +76,7 @@ def build_report(runs_dirs: list[Path], out_dir: Path, baseline: str = "additive
                for v in views for f in [v.curves, v.cost, *v.maps] if f is not None}
     report.wandb_run_id = log_leaderboard(report, figures, out_dir, wandb, project, entity, {
         "runs": [str(d) for d in runs_dirs], "baseline": baseline, "samples": samples, "title": title,
-        "report": str(out_dir / REPORT)})
+        "report": str(out_dir / REPORT), "claims": None if claims is None else str(claims)})
     return report, out_dir / REPORT
 
 
@@ -181,6 +183,16 @@ def section_view(section: Section, baseline: str) -> SectionView:
 # ----------------------------------------------------------------------------------------------- the page
 
 
+def claim_views(report: Report) -> list[dict[str, str]]:
+    """Each tested claim's sentence around its verdict, so the page can set the verdict in bold without markup in
+    the text (the template escapes all three parts)."""
+    views = []
+    for claim in report.claims:
+        before, _, after = claim["sentence"].partition(f"**{claim['verdict']}**")
+        views.append({"before": before, "verdict": claim["verdict"], "after": after})
+    return views
+
+
 def render_html(report: Report, views: list[SectionView], baseline: str, title: str, runs: str, samples: int) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -188,4 +200,5 @@ def render_html(report: Report, views: list[SectionView], baseline: str, title: 
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2").render(
         title=title, views=views, report=report, baseline=baseline, runs=runs.replace("`", ""), samples=samples,
-        min_seeds=MIN_SEEDS, examples_only=EXAMPLES_ONLY, provenance=report.provenance)
+        min_seeds=MIN_SEEDS, examples_only=EXAMPLES_ONLY, provenance=report.provenance, claims=claim_views(report),
+        claims_intro=CLAIMS_INTRO)
