@@ -184,3 +184,20 @@ def test_the_report_shows_each_claim_with_its_verdict_escaped(heads_runs, tmp_pa
     assert "one head is worse than &lt;b&gt;eight&lt;/b&gt;" in claims  # the spec's text is escaped, never markup
     assert '<b class="verdict">reproduced</b>' in claims and "**" not in claims
     assert "claim (sentiment / sst2, transformer): reproduced:" in capsys.readouterr().out
+
+
+def test_the_claims_go_to_the_wandb_leaderboard_run_as_a_table(heads_runs, tmp_path):
+    from tests.helpers import wandb_records
+
+    spec = write_spec(tmp_path)
+    out = tmp_path / "board"
+    assert main(["leaderboard", "--wandb", "offline", "--runs", str(heads_runs), "--out", str(out), "--samples", "100",
+                 "--claims", str(spec)]) == 0
+    (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
+    history = {k: v for item in wandb_records(run_file, "history") for k, v in item.items()}
+    assert history["leaderboard/claims/_type"] == "table-file"
+    (table,) = out.glob("wandb/offline-run-*/files/media/table/leaderboard/claims_*.table.json")
+    data = json.loads(table.read_text())
+    assert data["columns"] == ["claim", "section", "model", "verdict", "sentence"]
+    assert [row[3] for row in data["data"]] == [c["verdict"] for c in json.loads((out / "leaderboard.json").read_text())["claims"]]
+    assert data["data"][3][1:3] == [None, None]  # the claim no section could test
