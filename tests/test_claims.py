@@ -201,3 +201,32 @@ def test_the_claims_go_to_the_wandb_leaderboard_run_as_a_table(heads_runs, tmp_p
     assert data["columns"] == ["claim", "section", "model", "verdict", "sentence"]
     assert [row[3] for row in data["data"]] == [c["verdict"] for c in json.loads((out / "leaderboard.json").read_text())["claims"]]
     assert data["data"][3][1:3] == [None, None]  # the claim no section could test
+
+
+def test_a_row_without_the_named_value_is_never_compared(tmp_path):
+    """Every run at dropout 0.1, so no row is labelled with it: a claim about dropout 0.5 must not take the 0.1 rows
+    for it (the --baseline rule, where a setting that splits no rows is no condition, would), and the claim about
+    0.1 is tested."""
+    runs = tmp_path / "runs"
+    for seed in (1, 2, 3):
+        write_record(runs, "additive", "rnn", seed, correct_array(0.9, seed), extra=("model.dropout=0.1",))
+        write_record(runs, "dot", "rnn", seed, correct_array(0.6, 20 + seed), extra=("model.dropout=0.1",))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""\
+name: dropout
+output_dir: {tmp_path / "sweep"}
+base: [task=sentiment, model=rnn]
+axes:
+  seed: [1, 2, 3]
+  attention: [additive, dot]
+  model.dropout: [0.1, 0.5]
+claims:
+  - {{source: X, says: additive beats dot at dropout 0.5, better: 'additive[model.dropout=0.5]', worse: 'dot[model.dropout=0.5]'}}
+  - {{source: Y, says: additive beats dot at dropout 0.1, better: 'additive[model.dropout=0.1]', worse: 'dot[model.dropout=0.1]'}}
+""")
+    assert main(["leaderboard", "--wandb", "disabled", "--runs", str(runs), "--out", str(tmp_path / "b"),
+                 "--samples", "200", "--claims", str(spec)]) == 0
+    at_05, at_01 = json.loads((tmp_path / "b" / "leaderboard.json").read_text())["claims"]
+    assert at_05["verdict"] == "not testable" and "section" not in at_05
+    assert at_01["verdict"] == "reproduced"
+    assert (at_01["better_row"], at_01["worse_row"]) == ("additive", "dot")

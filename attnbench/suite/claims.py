@@ -118,15 +118,38 @@ def _name(ref: Reference) -> str:
 
 def _pairs(claim: Claim, section: Section, samples: int) -> list[dict[str, Any]]:
     """The claim in one section: each worse row (on the claim's backbone) with its better row, same backbone and
-    the settings neither side names."""
+    the same values of the settings neither side names. A named setting is checked in every run's configuration,
+    not in the row label: a row whose runs share one value has no label for it (unlike --baseline, where such a
+    setting is no condition), and a claim must never compare a row that does not have the value it names."""
     rows = [r for r in section.rows if not r.trivial and not r.missing and claim.model in (None, r.model)]
+    named = {k for ref in (claim.better, claim.worse) for k, _ in ref.settings}
     out = []
-    for worse in (r for r in rows if claim.worse.is_reference(r)):
-        better = claim.better.of(worse, rows)
-        if better is None or better is worse:
-            continue
-        out.append(_compare(claim, section, better, worse, samples))
+    for worse in (r for r in rows if _is(r, claim.worse)):
+        rest = _rest(worse, named)
+        for better in (r for r in rows if r is not worse and r.model == worse.model and _is(r, claim.better)):
+            if all(rest[k] == v for k, v in _rest(better, named).items() if k in rest):
+                out.append(_compare(claim, section, better, worse, samples))
+                break
     return out
+
+
+def _is(row: Row, ref: Reference) -> bool:
+    """Whether every run of `row` is the variant `ref` names, with the settings it names."""
+    return row.attention == ref.attention and all(
+        str(_setting(run.config, key)) == value for run in row.runs for key, value in ref.settings)
+
+
+def _setting(config: dict, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _rest(row: Row, named: set[str]) -> dict[str, str]:
+    return {k: str(v) for k, v in row.extra if k not in named}
 
 
 def _compare(claim: Claim, section: Section, better: Row, worse: Row, samples: int) -> dict[str, Any]:
