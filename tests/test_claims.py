@@ -112,7 +112,7 @@ def test_with_fewer_than_three_seeds_a_claim_has_a_direction_but_no_test(tmp_pat
     (claim,) = board(runs, tmp_path / "board", spec)["claims"]
     assert claim["verdict"] == "same direction, untested" and "test" not in claim
     assert claim["test_examples_only"]["p"] < 0.01  # these trained models do differ
-    assert "n < 3 seeds on a side" in claim["note"]
+    assert claim["note"] == "n < 3 seeds: seed variance cannot be estimated"
     assert "(examples only, these trained models: p" in claim["sentence"]
 
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from attnbench.errors import ConfigError
-from attnbench.metrics.registry import METRICS, resamplable
+from attnbench.metrics.registry import METRICS
 from attnbench.suite.formats import format_metric
-from attnbench.suite.row_stats import Reference
+from attnbench.suite.row_stats import Reference, paired_tests
 from attnbench.suite.rows import Row, Section
-from attnbench.suite.stats import MIN_SEEDS, hierarchical_bootstrap, holm, paired_bootstrap
+from attnbench.suite.stats import holm
 
 ALPHA = 0.05
 
@@ -169,18 +169,13 @@ def _compare(claim: Claim, section: Section, better: Row, worse: Row, samples: i
         result["verdict"] = "not testable"
         result["note"] = f"{' and '.join(flagged)} flagged (degenerate): not tested"
         return result
-    ours, theirs = (sorted(row.runs, key=lambda run: run.record["seed"]) for row in (better, worse))
-    if not resamplable(metric) or any(run.examples != ours[0].examples for run in [*ours, *theirs]):
-        result["note"] = (f"{metric} is not resampled" if not resamplable(metric)
-                          else "not paired: the two rows' runs list different test examples")
+    paired = paired_tests(better, worse, metric, samples)
+    if paired.examples_only is not None:
+        result["test_examples_only"] = _signed(paired.examples_only, sign)
+    if paired.over_seeds is None:
+        result["note"] = paired.note if paired.paired else f"{paired.note}: the two rows' runs cannot be paired"
         return result
-    stats_b, stats_w = [run.statistics for run in ours], [run.statistics for run in theirs]
-    examples_only = paired_bootstrap(stats_b, stats_w, metric, samples=samples)
-    result["test_examples_only"] = _signed(examples_only, sign)
-    if min(len(ours), len(theirs)) < MIN_SEEDS:
-        result["note"] = f"n < {MIN_SEEDS} seeds on a side: no test over seeds"
-        return result
-    result["test"] = _signed(hierarchical_bootstrap(stats_b, stats_w, metric, samples=samples), sign)
+    result["test"] = _signed(paired.over_seeds, sign)
     return result
 
 

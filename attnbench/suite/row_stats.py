@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -106,6 +106,35 @@ def _settings(row: Row) -> dict[str, str]:
     return {k: str(v) for k, v in row.extra}
 
 
+@dataclass(frozen=True)
+class Paired:
+    """The paired tests of two rows on one metric: `examples_only` (paired bootstrap over test examples, these trained
+    models), `over_seeds` (two-level bootstrap, None with fewer than MIN_SEEDS seeds a side), `note` why a test is
+    missing, `paired` False when the rows' runs do not list the same test examples."""
+    examples_only: Optional[dict[str, float]] = None
+    over_seeds: Optional[dict[str, float]] = None
+    note: Optional[str] = None
+    paired: bool = True
+
+
+NOT_PAIRED = "not paired: different test examples"
+
+
+def paired_tests(row: Row, other: Row, metric: str, samples: int) -> Paired:
+    """`row` - `other` on `metric`, each side's runs in seed order; the one place where two rows are paired and tested
+    (the baseline comparison and the published claims both use it, each with its own Holm family)."""
+    if not resamplable(metric):
+        return Paired(note=f"{metric} is not resampled")
+    ours, theirs = (sorted(r.runs, key=lambda run: run.record["seed"]) for r in (row, other))
+    if any(run.examples != ours[0].examples for run in [*ours, *theirs]):
+        return Paired(note=NOT_PAIRED, paired=False)
+    a, b = [run.statistics for run in ours], [run.statistics for run in theirs]
+    examples_only = paired_bootstrap(a, b, metric, samples=samples)
+    if min(len(a), len(b)) < MIN_SEEDS:
+        return Paired(examples_only, note=FEW_SEEDS)
+    return Paired(examples_only, hierarchical_bootstrap(a, b, metric, samples=samples))
+
+
 def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: list[str]) -> None:
     """row.stats['test'] (two-level bootstrap, Holm) and row.stats['test_examples_only'] for each model row
     against its baseline row (`Reference`: the baseline variant's row of its backbone and settings); row.stats
@@ -126,24 +155,18 @@ def compare_to_baseline(rows: list[Row], baseline: str, samples: int, warnings: 
         if base.flags:
             row.stats["test_note"] = f"the {baseline} row is flagged (degenerate): not tested"
             continue
-        metric = row.runs[0].primary
-        if not resamplable(metric):
-            row.stats["test_note"] = f"{metric} is not resampled"
+        paired = paired_tests(row, base, row.runs[0].primary, samples)
+        if paired.examples_only is not None:
+            row.stats["test_examples_only"] = paired.examples_only
+        if paired.over_seeds is None:
+            row.stats["test_note"] = paired.note
+            if not paired.paired:
+                row.stats["test_note"] += " than the baseline (see warnings)"
+                warnings.append(f"{row.task}/{row.dataset} {row.model} {row.label}: no significance test: its runs and "
+                                f"the {baseline} runs do not list the same test examples (id, gold) in the same order, "
+                                "so they cannot be paired")
             continue
-        ours, theirs = (sorted(r.runs, key=lambda run: run.record["seed"]) for r in (row, base))
-        examples = ours[0].examples
-        if any(run.examples != examples for run in [*ours, *theirs]):
-            row.stats["test_note"] = "not paired: different test examples than the baseline (see warnings)"
-            warnings.append(f"{row.task}/{row.dataset} {row.model} {row.label}: no significance test: its runs and the "
-                            f"{baseline} runs do not list the same test examples (id, gold) in the same order, so "
-                            "they cannot be paired")
-            continue
-        variant, reference = [run.statistics for run in ours], [run.statistics for run in theirs]
-        row.stats["test_examples_only"] = paired_bootstrap(variant, reference, metric, samples=samples)
-        if min(len(variant), len(reference)) < MIN_SEEDS:
-            row.stats["test_note"] = FEW_SEEDS
-            continue
-        families[(row.model, base.extra)].append((row, hierarchical_bootstrap(variant, reference, metric, samples=samples)))
+        families[(row.model, base.extra)].append((row, paired.over_seeds))
     for family in families.values():
         adjusted = holm([result["p"] for _, result in family])
         for (row, result), p_holm in zip(family, adjusted):
