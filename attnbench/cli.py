@@ -157,19 +157,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from attnbench.suite.sweep import die_with_parent
-
-    die_with_parent()
+    signals.die_with_parent()
     with signals.handling():
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     from attnbench.config import load_config
-    from attnbench.suite.spec import cell_from_args, load_spec
 
     overrides = args.overrides
     if args.spec:
+        from attnbench.suite.spec import cell_from_args, load_spec
+
         # Only this cell's config is built (and checked by load_config below), not the whole grid's.
         overrides = list(cell_from_args(load_spec(args.spec, check_cells=False), overrides).overrides)
     folder = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=") and o != "resume=auto"), None)
@@ -222,10 +221,10 @@ def resume_folder_config(folder: str, overrides: list[str]):
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from attnbench.suite.baseline import run_baselines
     from attnbench.config import load_config
 
     cfg = load_config(args.overrides)
+    from attnbench.suite.baseline import run_baselines
     for result in run_baselines(cfg):
         state = "written" if result.written else "up to date"
         print(f"baseline {result.name} ({cfg.task.name}/{cfg.task.dataset} test): {result.summary}: {state} in "
@@ -287,12 +286,12 @@ def _yaml_summary(path: Path) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from attnbench.suite import sweep, wandb_grid
     from attnbench.suite.spec import load_spec
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: give a positive number of parallel cells")
     spec = load_spec(args.spec)
+    from attnbench.suite import sweep, wandb_grid  # heavy (Lightning, datasets): once the spec is known to be valid
     if args.only and args.wandb:
         raise ConfigError("--only narrows a local or Slurm sweep; a W&B grid sweep (--wandb) always has every cell")
     spec = spec.select(args.only)

@@ -1,18 +1,28 @@
 """Data: sources (local jsonl or hub) -> tokenizer -> tokenized Arrow cache -> length-bucketed batches.
 
-Which data module a run uses is its task family's (tasks/families.py: build_datamodule)."""
+Which data module a run uses is its task family's (tasks/families.py: build_datamodule).
+
+The names below are imported on first use (PEP 562): importing one submodule, e.g. `attnbench.data.sources` for
+the sweep's baselines, must not import Lightning through the data modules (seconds before any input is checked).
+"""
 
 from __future__ import annotations
 
-from attnbench.data.batching import (
-    BucketBatchSampler, collate_classification, collate_seq2seq, pad, padding_fraction,
-)
-from attnbench.data.datamodule import ClassificationDataModule, Seq2SeqDataModule
-from attnbench.data.sources import check_hub_reachable, dataset_fingerprint, load_split, resolve_source
-from attnbench.data.tokenizer import SPECIAL_TOKENS, build_tokenizer, tokenizer_hash
+import importlib
+from typing import Any
 
-__all__ = [
-    "BucketBatchSampler", "ClassificationDataModule", "SPECIAL_TOKENS", "Seq2SeqDataModule", "build_tokenizer", "check_hub_reachable", "collate_classification", "collate_seq2seq", "dataset_fingerprint",
-    "load_split", "pad", "padding_fraction", "resolve_source", "tokenizer_hash",
-]
+_WHERE = {
+    "BucketBatchSampler": "batching", "collate_classification": "batching", "collate_seq2seq": "batching",
+    "pad": "batching", "padding_fraction": "batching",
+    "ClassificationDataModule": "datamodule", "Seq2SeqDataModule": "datamodule",
+    "check_hub_reachable": "sources", "dataset_fingerprint": "sources", "load_split": "sources",
+    "resolve_source": "sources",
+    "SPECIAL_TOKENS": "tokenizer", "build_tokenizer": "tokenizer", "tokenizer_hash": "tokenizer",
+}
+__all__ = sorted(_WHERE)
 
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -14,14 +14,15 @@ import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torchmetrics
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 
-def classification_metrics(num_labels: int) -> MetricCollection:
+# torchmetrics (and the torch and scipy it imports: seconds) is imported where the metrics are built, not by the
+# registry's readers: config validation, the sweep and the leaderboard.
+def classification_metrics(num_labels: int):
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
     return MetricCollection(
         {
             "accuracy": MulticlassAccuracy(num_classes=num_labels, average="micro"),
@@ -31,7 +32,7 @@ def classification_metrics(num_labels: int) -> MetricCollection:
 
 
 def classification_signatures(num_labels: int) -> dict[str, str]:
-    version = torchmetrics.__version__
+    version = importlib.metadata.version("torchmetrics")
     return {
         "accuracy": f"torchmetrics {version} MulticlassAccuracy(num_classes={num_labels}, average=micro)",
         "f1": f"torchmetrics {version} MulticlassF1Score(num_classes={num_labels}, average=macro)",
@@ -123,6 +124,8 @@ def rouge_example_scores(hyps: Sequence[str], refs: References) -> dict[str, np.
     """Per-example rouge-score F1 (0-1) of each ROUGE type; the corpus score is their mean. With several references
     per example, an example's F1 is that of its best reference (rouge-score's score_multi, per ROUGE type)."""
     check_pairs(hyps, refs)
+    from rouge_score import rouge_scorer  # imports nltk: a second, so only where ROUGE is scored
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     lists = reference_lists(refs)
     # rouge-score's argument order is (target, prediction).

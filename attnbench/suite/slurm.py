@@ -266,7 +266,7 @@ class CellJob:
         self._child, self._exited = None, threading.Event()
 
     def __call__(self) -> dict:
-        from attnbench.suite.sweep import PARENT_ENV
+        from attnbench.training.signals import PARENT_ENV
 
         output_dir = Path(self.output_dir)
         run_dir = output_dir / self.cell_id

@@ -13,7 +13,6 @@ moved to <output_dir>/.attempts/ so no record is lost and none is duplicated. Th
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import signal
@@ -30,6 +29,7 @@ from attnbench.suite.baseline import baseline_folders, data_key, run_baselines
 from attnbench.config import check_machine
 from attnbench.training.slots import child_environments
 from attnbench.errors import ConfigError
+from attnbench.training.signals import PARENT_ENV
 from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status
 from attnbench.suite.spec import Cell, Spec
 from attnbench.tracking.record import now, read_record
@@ -216,27 +216,6 @@ class Runner:
         for o in outcomes:
             if o.state in ("failed", "interrupted", "live"):
                 self.say(f"  {o.state} {o.cell.id}: {o.detail}")
-
-
-PARENT_ENV = "ATTNBENCH_SWEEP_PID"
-
-
-def die_with_parent() -> None:
-    """In a cell process: ask Linux to kill us when the sweep that started us dies (no orphan that would write
-    into a folder the next sweep moves aside). SIGKILL, not SIGTERM: Lightning catches SIGTERM and may finish."""
-    parent = os.environ.pop(PARENT_ENV, None)
-    if parent is None:
-        return
-    # The sweep stops its cells with SIGINT; a cell inherits an ignored SIGINT from a backgrounded sweep.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != int(parent):  # the sweep died before prctl took effect
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 
 def _last_error_line(log_path: Path) -> Optional[str]:

@@ -19,7 +19,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from attnbench.config import config_hash, load_saved_config
 from attnbench.errors import ConfigError, ResourceError
@@ -162,5 +161,7 @@ def versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
 
 def device_name(gpu: bool) -> str:
     if gpu:
+        import torch  # here, not at the top: the leaderboard reads records without torch
+
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     return f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

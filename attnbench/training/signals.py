@@ -9,7 +9,10 @@ first. Lightning's own SIGTERM handler calls the one installed before it, so thi
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
+import sys
 from collections.abc import Iterator
 
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -68,3 +71,23 @@ def describe(signum: int) -> str:
 
 def exit_code(signum: int) -> int:
     return 128 + signum
+
+
+PARENT_ENV = "ATTNBENCH_SWEEP_PID"
+
+
+def die_with_parent() -> None:
+    """In a cell process: ask Linux to kill us when the sweep that started us dies (no orphan that would write
+    into a folder the next sweep moves aside). SIGKILL, not SIGTERM: Lightning catches SIGTERM and may finish."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    # The sweep stops its cells with SIGINT; a cell inherits an ignored SIGINT from a backgrounded sweep.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the sweep died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
