@@ -33,6 +33,7 @@ def write_explain(run_dir: Path, tau: float, drop: float, comprehensiveness: flo
         "pooling": {"examples": n,
                     "agreement": {"gradient": {"tau": {"n": n, "mean": tau}, "significant_share": tau / 2}},
                     "uniform": {"accuracy": 0.8, "uniform_accuracy": 0.8 - drop, "drop": drop},
+                    "entropy": {"nats": {"n": n, "mean": 2 * tau}, "normalized": {"n": n, "mean": tau}},
                     "eraser": {"attention": {"comprehensiveness@0.2": comprehensiveness},
                                "random": {"comprehensiveness@0.2": 0.05}}},
         "probes": [{"id": 7, "tokens": tokens, "label": 1, "predicted": 1, "attention": [0.2, 0.7, 0.1],
@@ -70,6 +71,7 @@ def test_interpretability_columns_are_seed_statistics_of_the_explained_runs(expl
         assert explain["significant_gradient"]["mean"] == pytest.approx(100 * np.mean(TAU[attention]) / 2)
         assert explain["comprehensiveness"]["mean"] == pytest.approx(0.2)
         assert explain["comprehensiveness_random"]["mean"] == pytest.approx(0.05)
+        assert explain["entropy"] == pytest.approx(seed_statistics(list(TAU[attention])))  # the normalized one
     assert "explain" not in rows["general"]
 
     lines = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text())))
@@ -87,12 +89,18 @@ def test_interpretability_columns_are_seed_statistics_of_the_explained_runs(expl
     cells = [c.strip() for c in row.strip("|").split("|")]
     s = seed_statistics([100 * d for d in DROP["additive"]])
     assert cells[2] == "3" and cells[3].startswith("0.35 [")
-    assert cells[5] == f"+{s['mean']:.2f} [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}]"  # accuracy points
+    assert header_of(table)[5] == "entropy / log n" and cells[5].startswith("0.35 [")
+    assert cells[6] == f"+{s['mean']:.2f} [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}]"  # accuracy points
     assert "| general |" not in table.split("## ")[0]  # a row with no explained run is not in the table
     for plot in ("explain-tau", "explain-permutation", "explain-probes"):
         path = out / "plots" / f"sentiment-sst2-{plot}.png"
         assert f"(plots/sentiment-sst2-{plot}.png)" in md
         assert Image.open(path).size[0] > 300  # a real PNG, drawn
+
+
+def header_of(table: str) -> list[str]:
+    line = next(line for line in table.splitlines() if line.startswith("| attention | backbone |"))
+    return [c.strip() for c in line.strip("|").split("|")]
 
 
 def test_unusable_explain_results_are_left_out_with_a_warning(explained, tmp_path):
@@ -131,7 +139,8 @@ def test_seq2seq_columns_read_the_last_cross_attention_layer_and_the_metric_chan
         record = json.loads((run_dir / "metrics.json").read_text())
         block = {"examples": 10, "steps": 50, "maps": {
             f"cross_attention.layer{i}": {"mean": {"agreement": {"gradient": {
-                "tau": {"n": 50, "mean": 0.1 * seed + (0.5 if i == 10 else 0.0)}, "significant_share": 0.5}}}}
+                "tau": {"n": 50, "mean": 0.1 * seed + (0.5 if i == 10 else 0.0)}, "significant_share": 0.5}},
+                "entropy": {"normalized": {"n": 50, "mean": 0.002 if i == 10 else 0.6}}}}
             for i in (2, 10)},  # 10 > 2 as numbers, not as strings
             "uniform": {"decoding": "beam 4", "metrics": {"rougeLsum": 0.3}, "uniform_metrics": {"rougeLsum": 0.2},
                         "change": {"rougeLsum": -0.01 * seed}}}
@@ -143,6 +152,7 @@ def test_seq2seq_columns_read_the_last_cross_attention_layer_and_the_metric_chan
     assert explain["tau_gradient"]["mean"] == pytest.approx(0.7)
     assert explain["uniform_drop"]["mean"] == pytest.approx(0.02)
     assert explain["comprehensiveness"] is None  # classification only
+    assert explain["entropy"]["mean"] == pytest.approx(0.002)  # the last cross-attention layer's, a saturated one
     md = (out / "leaderboard.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| attention | backbone | explained runs"))
     assert "the last cross-attention layer" in md and "comprehensiveness" not in header  # no values: no column

@@ -8,6 +8,8 @@ that were explained. Per run:
                       attention (head mean) over the test examples; seq2seq: the last cross-attention layer's head
                       mean over the target steps of the explained sample
   significant_gradient share of those examples (steps) whose tau has p < 0.05 (Jain & Wallace 2019), in %
+  entropy             the attention's entropy divided by log n (n: the attended tokens), mean over the same examples
+                      (steps): 0 is one-hot (a saturated softmax), 1 uniform
   uniform_drop        the primary test metric minus its value with uniform attention weights (Wiegreffe & Pinter
                       2019): classification the pooling weights; seq2seq every cross-attention (on the sample)
   comprehensiveness   ERASER comprehensiveness at 20% of the tokens removed by the attention ranking
@@ -78,10 +80,15 @@ def value_at(block: Any, *path: str) -> float | None:
     return float(block) if isinstance(block, (int, float)) and not isinstance(block, bool) else None
 
 
-def _agreement(e: Explained) -> dict[str, Any]:
+def _map(e: Explained) -> dict[str, Any]:
+    """The block the columns read: the last cross-attention layer's head mean (seq2seq) or the pooling attention."""
     if e.seq2seq:
-        return e.report["seq2seq"]["maps"].get(e.cross, {}).get("mean", {}).get("agreement", {})
-    return e.report.get("pooling", {}).get("agreement", {})
+        return e.report["seq2seq"]["maps"].get(e.cross, {}).get("mean", {})
+    return e.report.get("pooling", {})
+
+
+def _agreement(e: Explained) -> dict[str, Any]:
+    return _map(e).get("agreement", {})
 
 
 def _percent(value: float | None) -> float | None:
@@ -99,6 +106,7 @@ STATS: tuple[Stat, ...] = (
     Stat("tau_gradient", "τ(attention, gradient)", lambda e, _: value_at(_agreement(e), "gradient", "tau", "mean")),
     Stat("significant_gradient", "significant τ (%)",
          lambda e, _: _percent(value_at(_agreement(e), "gradient", "significant_share"))),
+    Stat("entropy", "entropy / log n", lambda e, _: value_at(_map(e), "entropy", "normalized", "mean")),
     Stat("uniform_drop", "drop with uniform attention", _uniform_drop, metric_units=True),
     Stat("comprehensiveness", "comprehensiveness@0.2",
          lambda e, _: value_at(e.report, "pooling", "eraser", "attention", "comprehensiveness@0.2")),

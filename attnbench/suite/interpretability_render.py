@@ -57,7 +57,8 @@ def explain_markdown(section: Section) -> list[str]:
     lines = [f"### {section.name}: is the attention an explanation?", "",
              f"From `attnbench explain` (explain.json beside each record): mean over the explained seeds [95% t "
              f"interval; none for one seed]; {scope}. τ: Kendall's tau, significant: its p < 0.05 (Jain & Wallace "
-             f"2019); drop: {drop} (Wiegreffe & Pinter 2019).{eraser}", "",
+             f"2019); entropy / log n: 0 one-hot (a saturated softmax), 1 uniform; drop: {drop} (Wiegreffe & Pinter "
+             f"2019).{eraser}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         explain = row.stats["explain"]
