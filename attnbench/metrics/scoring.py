@@ -12,14 +12,18 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
+
 
 # torchmetrics (and the torch and scipy it imports: seconds) is imported where the metrics are built, not by the
 # registry's readers: config validation, the sweep and the leaderboard.
-def classification_metrics(num_labels: int):
+def classification_metrics(num_labels: int) -> MetricCollection:
     from torchmetrics import MetricCollection
     from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 

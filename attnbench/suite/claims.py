@@ -26,7 +26,7 @@ from typing import Any, Optional
 from attnbench.errors import ConfigError
 from attnbench.metrics.registry import METRICS
 from attnbench.suite.formats import format_metric
-from attnbench.suite.row_stats import Reference, paired_tests
+from attnbench.suite.row_stats import Reference, paired_tests, settings_except
 from attnbench.suite.rows import Row, Section
 from attnbench.suite.stats import holm
 
@@ -125,9 +125,9 @@ def _pairs(claim: Claim, section: Section, samples: int) -> list[dict[str, Any]]
     named = {k for ref in (claim.better, claim.worse) for k, _ in ref.settings}
     out = []
     for worse in (r for r in rows if _is(r, claim.worse)):
-        rest = _rest(worse, named)
+        rest = settings_except(worse, named)
         for better in (r for r in rows if r is not worse and r.model == worse.model and _is(r, claim.better)):
-            if all(rest[k] == v for k, v in _rest(better, named).items() if k in rest):
+            if all(rest[k] == v for k, v in settings_except(better, named).items() if k in rest):
                 out.append(_compare(claim, section, better, worse, samples))
                 break
     return out
@@ -146,10 +146,6 @@ def _setting(config: dict, key: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def _rest(row: Row, named: set[str]) -> dict[str, str]:
-    return {k: str(v) for k, v in row.extra if k not in named}
 
 
 def _compare(claim: Claim, section: Section, better: Row, worse: Row, samples: int) -> dict[str, Any]:

@@ -95,15 +95,20 @@ class Reference:
 
     def of(self, row: Row, rows: list[Row]) -> Row | None:
         """The row that `row` is compared with: same backbone, own settings but the named ones."""
-        named, mine = dict(self.settings), _settings(row)
-        rest = {k: v for k, v in mine.items() if k not in named}
+        named = {k for k, _ in self.settings}
+        rest = settings_except(row, named)
         return next((r for r in rows if not r.trivial and not r.missing and r.model == row.model
-                     and self.is_reference(r) and {k: v for k, v in _settings(r).items() if k not in named} == rest),
-                    None)
+                     and self.is_reference(r) and settings_except(r, named) == rest), None)
 
 
 def _settings(row: Row) -> dict[str, str]:
     return {k: str(v) for k, v in row.extra}
+
+
+def settings_except(row: Row, named: set[str]) -> dict[str, str]:
+    """The row's settings (the config values that split its section's rows) other than the `named` ones: what two
+    rows compared on the named settings must share."""
+    return {k: v for k, v in _settings(row).items() if k not in named}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-
 from attnbench.config import config_hash, load_saved_config
 from attnbench.errors import ConfigError, ResourceError
 
