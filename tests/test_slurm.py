@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from attnbench.errors import ConfigError
 from attnbench.suite import slurm
 from attnbench.suite.ledger import Ledger
 from attnbench.suite.spec import load_spec
+from attnbench.tracking.claim import Claim
 from tests.helpers import TINY, assert_same_run, record
 from tests.slurm_cluster import LocalSlurm, SlurmUnavailable, missing
 
@@ -174,6 +176,30 @@ def test_bad_resources_are_refused_before_slurm_is_asked(grid, tmp_path, sweep, 
     assert_refused(sweep(grid, *flags), tmp_path / "runs", *words)
 
 
+def test_a_job_requeued_after_its_cell_completed_keeps_the_record_and_runs_nothing(tmp_path, data_dir, cache,
+                                                                                    monkeypatch):
+    """A preemption signal in a cell's last moments requeues a job whose cell has already finished: the restart
+    must keep the completed record, not move the folder aside and train again."""
+    out = tmp_path / "runs"
+    spec = write_spec(tmp_path / "late.yaml", out, data_dir, cache, "  attention: [additive]")
+    (cell,) = load_spec(spec).cells()
+    out.mkdir()
+    log = out / "cell.log"
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    first = slurm.CellJob(cell.id, cell.overrides, str(out), None, str(log))()
+    assert first["status"] == "completed", log.read_text()
+    metrics = out / cell.id / "metrics.json"
+    before = (metrics.read_bytes(), metrics.stat().st_mtime_ns)
+
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    again = slurm.CellJob(cell.id, cell.overrides, str(out), None, str(log))()
+    assert again == first
+    assert (metrics.read_bytes(), metrics.stat().st_mtime_ns) == before
+    assert log.read_text().count("$ ") == 1 and "completed before the requeue" in log.read_text()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [cell.id, "cell.log"]
+
+
 # ----------------------------------------------------------------------------------------------- the cluster
 
 
@@ -208,15 +234,22 @@ def states(spec: Path) -> dict[str, str]:
     return {cell.id: state for cell, state, *_ in slurm.SlurmLauncher(s, slurm.resources({}, {})).status()}
 
 
-def wait_for(what: str, check, timeout: float = DONE_WITHIN_S, spec: Path | None = None):
+def wait_for(what: str, check, timeout: float = DONE_WITHIN_S, spec: Path | None = None, poll: float = 0.5):
     """Poll a real cluster (jobs start and end on Slurm's schedule) until `check()` is truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(poll)
     raise AssertionError(f"{what}: not within {timeout:.0f} s" + (f"; cells {states(spec)}" if spec else ""))
+
+
+def pending(pid: int, signum: int) -> bool:
+    """Whether `signum` waits to be delivered to process `pid` (a stopped process takes none until SIGCONT)."""
+    masks = [int(line.split()[1], 16) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+             if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask >> (signum - 1) & 1 for mask in masks)
 
 
 def ended(spec: Path) -> bool:
@@ -283,9 +316,22 @@ def test_a_cell_requeued_mid_training_resumes_and_matches_an_uninterrupted_run(c
     assert code == 0, err
     job_id = Ledger(out, "requeue").read()[cell.id]["job_id"]
     last = out / cell.id / "checkpoints" / "last.ckpt"
-    wait_for("the first checkpoint", last.exists, spec=spec)
-    # What Slurm does to a preempted job under submitit: USR2 to the job; submitit checkpoints and requeues it.
-    subprocess.run(["scancel", "--signal", "USR2", job_id], check=True, env=cluster.env)
+    wait_for("the first checkpoint", last.exists, spec=spec, poll=0.02)
+    # The cell's training process is frozen the moment its first checkpoint appears (its remaining training takes
+    # about a second, less than a signal's way through Slurm under load), so the preemption lands mid-training
+    # every time: the lock file names the `attnbench run` process that writes the folder.
+    pid = int(Claim(out, cell.id).owner())
+    assert b"attnbench" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        done = out / cell.id / "metrics.json"
+        assert not done.exists() or record(out / cell.id)["status"] != "completed", "finished before it was frozen"
+        # What Slurm does to a preempted job under submitit: USR2 to the job; submitit checkpoints and requeues it,
+        # its checkpoint hook first sending the cell process SIGINT.
+        subprocess.run(["scancel", "--signal", "USR2", job_id], check=True, env=cluster.env)
+        wait_for("the cell process sent SIGINT", lambda: pending(pid, signal.SIGINT), timeout=60, spec=spec)
+    finally:
+        os.kill(pid, signal.SIGCONT)
     wait_for("the requeued cell ended", lambda: ended(spec), spec=spec)
     assert whole.wait(timeout=DONE_WITHIN_S) == 0, whole.stdout.read()
 

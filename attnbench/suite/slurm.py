@@ -275,14 +275,21 @@ class CellJob:
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
         decision = Path(self.log).parent / f".{os.environ.get('SLURM_JOB_ID', 'job')}.{restart}.resume"
         if rank == 0:
-            resume = self._prepare(output_dir, run_dir)
-            decision.write_text("resume" if resume else "fresh")
+            plan = self._prepare(output_dir, run_dir)
+            decision.write_text(plan)
         else:  # the other ranks of a DDP cell follow rank 0's decision
             deadline = time.monotonic() + 600
             while not decision.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            resume = decision.exists() and decision.read_text() == "resume"
-        if resume:
+            plan = decision.read_text() if decision.exists() else "fresh"
+        if plan == "done":  # requeued after the cell had finished (a signal in its last moments): nothing to redo
+            with open(self.log, "a") as log:
+                log.write(f"# slurm job {os.environ.get('SLURM_JOB_ID')}, restart {restart}, rank {rank}: the cell "
+                          "completed before the requeue; its record is kept, nothing is run\n")
+            if rank != 0:
+                return {"cell": self.cell_id, "rank": rank}
+            return {"cell": self.cell_id, "status": "completed", "record": str(run_dir / "metrics.json")}
+        if plan == "resume":
             overrides.append("resume=auto")
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
@@ -319,17 +326,20 @@ class CellJob:
         self._child.wait()
         self._exited.set()
 
-    def _prepare(self, output_dir: Path, run_dir: Path) -> bool:
-        """The local launcher's decision for this cell now: True to resume; an old folder moved aside otherwise."""
+    def _prepare(self, output_dir: Path, run_dir: Path) -> str:
+        """The local launcher's decision for this cell now: "done" (its completed record stands), "resume", or
+        "fresh" (an old folder moved aside)."""
         cell = Cell(self.cell_id, (), self.overrides)
         status = cell_status(cell, output_dir, {}, self.expected_hash)
         if status.state == "live":
             raise RuntimeError(f"cell {self.cell_id}: {status.reason}")
+        if status.state == "done":
+            return "done"
         if status.resumable:
-            return True
+            return "resume"
         if run_dir.exists():
             archive(run_dir, output_dir)
-        return False
+        return "fresh"
 
     def checkpoint(self):
         """submitit's checkpoint hook (preemption, time limit): stop the cell process, which records itself as
