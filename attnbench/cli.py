@@ -311,7 +311,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         for status in sweep.plan(spec):
-            print(f"{'skip' if not status.pending else 'run '} {status.cell.id}: {status.state}: {status.reason}\n"
+            print(f"{sweep.verb(status)} {status.cell.id}: {status.state}: {status.reason}\n"
                   f"     attnbench run {' '.join(status.cell.overrides)}")
         return 0
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -323,7 +323,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("attnbench: sweep interrupted; run the same command again to finish the remaining cells", file=sys.stderr)
         return 130
-    return 0 if all(o.state in ("done", "skipped") for o in outcomes) else 1
+    return 0 if all(o.state in ("done", "reused", "skipped") for o in outcomes) else 1
 
 
 def _sweep_slurm(args: argparse.Namespace, spec) -> int:

@@ -296,6 +296,18 @@ def test_a_sweep_submitted_finished_and_read_and_a_rerun_submits_nothing(cluster
     table = (board / "leaderboard.md").read_text()
     assert "| additive" in table and "| dot" in table and "majority class" in table
 
+    # Another sweep of the same cells elsewhere, listing this one under `reuse`: both are copied on the login node
+    # (the DDP cell too), nothing is submitted.
+    later = tmp_path / "later.yaml"
+    later.write_text(grid.read_text().replace(f"output_dir: {out}", f"output_dir: {tmp_path / 'later'}")
+                     .replace("name: grid", "name: later") + f"reuse: [{out}]\n")
+    code, stdout, err = sweep(later)
+    assert code == 0, err
+    assert "2 cells, 0 to submit" in stdout and "reuse  dot: reusable: no run folder yet" in stdout
+    assert f"reused additive: copied from {out / 'additive'}" in stdout and "job array" not in stdout
+    assert record(tmp_path / "later" / "dot")["reused_from"] == str(out / "dot")
+    assert {entry["state"] for entry in Ledger(tmp_path / "later", "later").read().values()} == {"done"}
+
 
 REQUEUE = ["task.limits.train=2000", "task.limits.validation=64", "task.limits.test=96", "trainer.max_epochs=2",
            "trainer.val_check_interval=0.5", "trainer.deterministic=true", "seed=5", "optim.lr=3e-3",

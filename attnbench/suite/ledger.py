@@ -17,10 +17,11 @@ from typing import Any
 
 from attnbench.config import config_hash, load_config
 from attnbench.errors import ConfigError
+from attnbench.suite.reuse import Reusable, adopt
 from attnbench.suite.spec import Cell
 from attnbench.training.checkpointing import LAST, resumable_checkpoint
 from attnbench.tracking.claim import Claim, held_elsewhere
-from attnbench.tracking.record import read_record, saved_config_hash, write_json
+from attnbench.tracking.record import now, read_record, saved_config_hash, write_json
 
 
 # ----------------------------------------------------------------------------------------------- status
@@ -29,9 +30,10 @@ from attnbench.tracking.record import read_record, saved_config_hash, write_json
 @dataclass
 class CellStatus:
     cell: Cell
-    state: str  # done | live | missing | failed | interrupted | changed
+    state: str  # done | live | missing | failed | interrupted | changed | reusable
     reason: str
     resumable: bool = False  # interrupted with checkpoints/last.ckpt: continued with resume=auto
+    source: Path | None = None  # reusable: the completed run of the same configuration in a `reuse:` folder
 
     @property
     def pending(self) -> bool:
@@ -39,8 +41,22 @@ class CellStatus:
         return self.state not in ("done", "live")
 
 
-def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str | None = None) -> CellStatus:
-    """The cell's state on disk; `expected_hash` is its config hash when already known (Spec.hashes)."""
+def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str | None = None,
+                reusable: Reusable | None = None) -> CellStatus:
+    """The cell's state on disk; `expected_hash` is its config hash when already known (Spec.hashes). A cell that
+    would be trained from scratch is "reusable" instead when `reusable` (the spec's `reuse:` folders) holds a
+    completed run of its configuration."""
+    status = _disk_status(cell, output_dir, ledger, expected_hash)
+    if reusable is None or not status.pending:
+        return status
+    source = reusable.find(expected_hash or config_hash(load_config(list(cell.overrides))))
+    if source is None:
+        return status
+    return CellStatus(cell, "reusable", f"{status.reason}; the same configuration completed in {source}: copied, "
+                      "not trained again", source=source)
+
+
+def _disk_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str | None) -> CellStatus:
     run_dir = output_dir / cell.id
     record_path = run_dir / "metrics.json"
     owner = held_elsewhere(output_dir, cell.id)
@@ -137,3 +153,21 @@ def archive(run_dir: Path, output_dir: Path) -> Path:
                 shutil.move(str(run_dir), str(target))
                 return target
     raise AssertionError("unreachable")
+
+
+def take_reused(status: CellStatus, output_dir: Path, ledger: Ledger, say) -> str | None:
+    """A "reusable" cell: its own earlier attempt moved aside, the completed run of the same configuration copied
+    in (suite/reuse.py) and the ledger told; returns the error, or None."""
+    cell, run_dir = status.cell, output_dir / status.cell.id
+    assert status.source is not None
+    try:
+        if run_dir.exists():
+            say(f"  {cell.id}: previous attempt ({status.reason.split(';')[0]}) moved to {archive(run_dir, output_dir)}")
+        adopt(status.source, cell, output_dir)
+    except (ConfigError, OSError) as err:
+        say(f"  failed {cell.id}: {err}")
+        ledger.update(cell.id, state="failed", finished_at=now(), error=str(err))
+        return str(err)
+    ledger.update(cell.id, state="done", finished_at=now(), error=None, reused_from=str(status.source))
+    say(f"  reused {cell.id}: copied from {status.source}")
+    return None

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from attnbench.errors import ConfigError
-from attnbench.suite.ledger import Ledger, archive, cell_status
+from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status, take_reused
+from attnbench.suite.reuse import Reusable
 from attnbench.suite.spec import Cell, Spec
 from attnbench.tracking.record import now, read_record
 
@@ -372,6 +373,7 @@ class Decision:
     reason: str
     resume: bool = False
     job_id: Optional[str] = None
+    reuse: Optional[CellStatus] = None  # a reusable cell's status: copied in from a `reuse:` folder, not submitted
 
 
 def tasks_of(spec: Spec, cell: Cell) -> int:
@@ -398,13 +400,16 @@ class SlurmLauncher:
         ids = [ledger[c.id]["job_id"] for c in cells if ledger.get(c.id, {}).get("job_id")]
         states = job_states(ids) if ids and shutil.which("sacct") else {}
         decisions = []
+        reusable = Reusable(self.spec.reuse)
         for cell in cells:
-            status = cell_status(cell, self.spec.output_dir, ledger, self.spec.hashes.get(cell.id))
+            status = cell_status(cell, self.spec.output_dir, ledger, self.spec.hashes.get(cell.id), reusable)
             job_id = ledger.get(cell.id, {}).get("job_id")
             slurm_state = states.get(job_id) if job_id else None
             if status.state != "done" and slurm_state in IN_FLIGHT:
                 decisions.append(Decision(cell, False, "queued", f"job {job_id} is {slurm_state}: left alone",
                                           job_id=job_id))
+            elif status.state == "reusable":  # copied in by submit(), not submitted
+                decisions.append(Decision(cell, False, status.state, status.reason, job_id=job_id, reuse=status))
             else:
                 decisions.append(Decision(cell, status.pending, status.state, status.reason, status.resumable, job_id))
         return decisions
@@ -449,12 +454,13 @@ class SlurmLauncher:
     def plan_lines(self, decisions: list[Decision]) -> list[str]:
         lines = []
         for d in decisions:
-            verb = ("resume" if d.resume else "submit") if d.submit else "skip  "
+            verb = ("resume" if d.resume else "submit") if d.submit else "reuse " if d.reuse else "skip  "
             lines.append(f"  {verb} {d.cell.id}: {d.state}: {d.reason}")
         return lines
 
-    def plan(self, how: str, would: str) -> dict[int, list[Decision]]:
-        """Decide, say each cell's decision, and return the cells to submit grouped into arrays."""
+    def plan(self, how: str, would: str) -> tuple[dict[int, list[Decision]], list[Decision]]:
+        """Decide, say each cell's decision, and return the cells to submit grouped into arrays, and every
+        decision."""
         decisions = self.decide()
         grouped = self.groups(decisions)
         total = sum(len(g) for g in grouped.values())
@@ -462,10 +468,10 @@ class SlurmLauncher:
                  f"(output {self.spec.output_dir})")
         for line in self.plan_lines(decisions):
             self.say(line)
-        return grouped
+        return grouped, decisions
 
     def dry_run(self) -> None:
-        grouped = self.plan("--launcher slurm, dry run", "would be submitted")
+        grouped, _ = self.plan("--launcher slurm, dry run", "would be submitted")
         for tasks, group in grouped.items():
             self.say(f"job array of {len(group)} cell(s), {tasks} task(s) each:")
             for line in self.sbatch_header(tasks, len(group)):
@@ -482,7 +488,10 @@ class SlurmLauncher:
             self.ledger.dir if not self.ledger.dir.exists() else None
         self.ledger.acquire()
         try:
-            grouped = self.plan("--launcher slurm", "to submit")
+            grouped, decisions = self.plan("--launcher slurm", "to submit")
+            for d in decisions:
+                if d.reuse is not None:
+                    take_reused(d.reuse, self.spec.output_dir, self.ledger, self.say)
             if not grouped:
                 return 0
             submitted = self._submit(grouped, created)

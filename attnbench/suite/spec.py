@@ -45,6 +45,8 @@ class SweepSchema:
     slurm: dict[str, Any] = field(default_factory=dict)
     # Published findings the sweep sets out to reproduce, tested by `attnbench leaderboard --claims` (suite/claims.py).
     claims: list[ClaimSchema] = field(default_factory=list)
+    # Other sweeps' output folders: a cell whose configuration completed there is copied, not trained (suite/reuse.py).
+    reuse: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Spec:
     # `sweep --only`: axis -> the values kept (as written in the spec); cells() yields only the matching cells, with
     # the ids, overrides and folders they have in the whole grid, so a part run is the same as the whole run's.
     only: dict[str, list[str]] = field(default_factory=dict)
+    reuse: list[Path] = field(default_factory=list)
 
     def config(self, cell: Cell) -> DictConfig:
         """The cell's full config: the one load_spec validated, else composed now."""
@@ -157,7 +160,7 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
     except OmegaConfBaseException as err:
         msg = str(err).splitlines()[0]
         raise ConfigError(f"sweep spec {path}: {msg} (keys: name, description, output_dir, base, axes, rules, "
-                          "baselines, slurm, claims)") from None
+                          "baselines, slurm, claims, reuse)") from None
     except Exception as err:  # YAML syntax
         raise ConfigError(f"sweep spec {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     where = f"sweep spec {path}"
@@ -196,10 +199,14 @@ def load_spec(path: str | Path, check_cells: bool = True) -> Spec:
         o.partition("=")[2] for o in [*spec.base, *(o for rule in spec.rules for o in rule.set)]
         if o.partition("=")[0] == "attention"}
     claims = check_claims(spec.claims, where, spec.axes, variants)
+    reuse = [Path(folder) for folder in spec.reuse]
+    for folder in reuse:
+        if folder.resolve() == Path(spec.output_dir).resolve():
+            raise ConfigError(f"{where}: reuse lists {folder}, the spec's own output_dir: list other sweeps' folders")
     description = spec.description or next(
         (line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
     result = Spec(path, spec.name, description, Path(spec.output_dir), list(spec.base), dict(spec.axes),
-                  list(spec.rules), spec.baselines, dict(spec.slurm or {}), claims)
+                  list(spec.rules), spec.baselines, dict(spec.slurm or {}), claims, reuse=reuse)
     cells = result.cells()
     seen: dict[str, Cell] = {}
     for cell in cells:

@@ -30,7 +30,8 @@ from attnbench.config import check_machine
 from attnbench.training.slots import child_environments
 from attnbench.errors import ConfigError
 from attnbench.training.signals import PARENT_ENV
-from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status
+from attnbench.suite.ledger import CellStatus, Ledger, archive, cell_status, take_reused
+from attnbench.suite.reuse import Reusable
 from attnbench.suite.spec import Cell, Spec
 from attnbench.tracking.record import now, read_record
 
@@ -38,7 +39,7 @@ from attnbench.tracking.record import now, read_record
 @dataclass
 class Outcome:
     cell: Cell
-    state: str  # done | failed | interrupted | skipped | live (another process is writing the cell)
+    state: str  # done | reused | failed | interrupted | skipped | live (another process is writing the cell)
     detail: str
 
 
@@ -72,7 +73,13 @@ def check_machine_for(spec: Spec) -> None:
 def plan(spec: Spec) -> list[CellStatus]:
     ledger = Ledger(spec.output_dir, spec.name)
     cells = ledger.read()
-    return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id)) for cell in spec.cells()]
+    reusable = Reusable(spec.reuse)
+    return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id), reusable) for cell in spec.cells()]
+
+
+def verb(status: CellStatus) -> str:
+    """What a sweep does with the cell, as its plan line says."""
+    return "reuse" if status.state == "reusable" else "run " if status.pending else "skip"
 
 
 def write_baselines(spec: Spec, say) -> None:
@@ -110,17 +117,22 @@ class Runner:
 
     def _run(self) -> list[Outcome]:
         self.started = time.perf_counter()
-        ledger = self.ledger.read()
-        statuses = [cell_status(cell, self.spec.output_dir, ledger, self.spec.hashes.get(cell.id))
-                    for cell in self.spec.cells()]
+        self.ledger.read()
+        statuses = plan(self.spec)
         outcomes = {s.cell.id: Outcome(s.cell, "skipped" if s.state == "done" else s.state, s.reason)
                     for s in statuses if not s.pending}
-        pending = [s for s in statuses if s.pending]
+        reused = [s for s in statuses if s.state == "reusable"]
+        pending = [s for s in statuses if s.pending and s.state != "reusable"]
         part = "".join(f", {axis}={','.join(kept)}" for axis, kept in self.spec.only.items())
         self.say(f"sweep {self.spec.name}{' (--only' + part[1:] + ')' if part else ''}: {len(statuses)} cells, "
-                 f"{len(outcomes)} done already, {len(pending)} to run (output {self.spec.output_dir})")
+                 f"{len(outcomes)} done already, " + (f"{len(reused)} to copy from reuse folders, " if reused else "")
+                 + f"{len(pending)} to run (output {self.spec.output_dir})")
+        for folder in Reusable(self.spec.reuse).missing():
+            self.say(f"  reuse folder {folder} does not exist (yet): nothing is copied from it")
         for s in statuses:
-            self.say(f"  {'skip' if not s.pending else 'run '} {s.cell.id}: {s.state}: {s.reason}")
+            self.say(f"  {verb(s)} {s.cell.id}: {s.state}: {s.reason}")
+        for s in reused:
+            outcomes[s.cell.id] = self._reuse(s)
         self.baselines()
         slots: queue.Queue[dict[str, str]] = queue.Queue()
         for env in child_environments(self.jobs):
@@ -146,6 +158,13 @@ class Runner:
 
     def baselines(self) -> None:
         write_baselines(self.spec, self.say)
+
+    def _reuse(self, status: CellStatus) -> Outcome:
+        """Copy in the completed run of the same configuration (spec `reuse:`) instead of training the cell."""
+        error = take_reused(status, self.spec.output_dir, self.ledger, self.say)
+        if error is not None:
+            return Outcome(status.cell, "failed", error)
+        return Outcome(status.cell, "reused", str(self.spec.output_dir / status.cell.id / "metrics.json"))
 
     def stop(self) -> None:
         """Ctrl-C: no new cells; running ones get SIGINT, so each records itself as failed before exiting."""
@@ -209,7 +228,9 @@ class Runner:
 
     def summary(self, outcomes: list[Outcome]) -> None:
         counts = {state: sum(o.state == state for o in outcomes)
-                  for state in ("done", "failed", "interrupted", "skipped", "live")}
+                  for state in ("done", "failed", "interrupted", "skipped", "live", "reused")}
+        if not counts["reused"]:
+            del counts["reused"]
         wall = time.perf_counter() - self.started  # the suite time of this invocation (cells skipped cost nothing)
         self.say(f"sweep {self.spec.name} summary: " + ", ".join(f"{n} {state}" for state, n in counts.items())
                  + f" in {wall / 60:.1f} min wall time with {self.jobs} job(s)")
