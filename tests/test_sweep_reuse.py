@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from attnbench.cli import main
+from attnbench.config import config_hash, load_config
+from attnbench.errors import ConfigError
 from attnbench.suite import reuse
 from attnbench.suite.ledger import cell_status
 from attnbench.suite.reuse import Reusable, adopt
@@ -116,14 +118,19 @@ def test_a_failed_copy_leaves_no_folder_behind(source, tmp_path, monkeypatch):
     out = tmp_path / "runs"
     out.mkdir()
     spec = write_spec(tmp_path / "x.yaml", out, Path("/data"), tmp_path, "  attention: [dot]")
-    (cell,) = load_spec(spec, check_cells=False).cells()
+    loaded = load_spec(spec)
+    (cell,) = loaded.cells()
+    # A source of another configuration is refused, whatever found it.
+    other = load_spec(write_spec(tmp_path / "y.yaml", out, Path("/data"), tmp_path, "  attention: [general]"))
+    with pytest.raises(ConfigError, match="another configuration than cell general"):
+        adopt(protocol / "dot", other.cells()[0], out, other.config(other.cells()[0]))
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(reuse, "write_json", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        adopt(protocol / "dot", cell, out)
+        adopt(protocol / "dot", cell, out, loaded.config(cell))
     assert [p.name for p in out.iterdir()] == []  # no cell folder, no staging folder, no lock
     assert json.loads((protocol / "dot" / "metrics.json").read_text())["run_id"] == "dot"
 
@@ -138,16 +145,33 @@ def test_reuse_of_the_specs_own_folder_is_refused_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_heads_ablation_reuses_the_protocols_eight_head_cells():
-    """The CPU heads ablation's 8-head cells are the CPU protocol's multihead transformer cells, setting for
-    setting: the spec lists the protocol's folder, and the hashes agree."""
+def test_a_head_width_of_width_over_heads_is_the_default_configuration():
+    """attention.head_dim at the width / heads that null gives builds the same modules: the same configuration
+    (hash); any other width is another one."""
+    default = config_hash(load_config(["model=transformer", "attention=dot"]))
+    assert config_hash(load_config(["model=transformer", "attention=dot", "attention.head_dim=256"])) == default
+    assert config_hash(load_config(["model=transformer", "attention=dot", "attention.head_dim=64"])) != default
+    eight = config_hash(load_config(["model=transformer", "attention=multihead"]))
+    assert config_hash(load_config(["model=transformer", "attention=multihead", "attention.head_dim=32"])) == eight
+    assert config_hash(load_config(["model=transformer", "attention=multihead", "attention.head_dim=256"])) != eight
+    # A BiLSTM's attention works at 2 x hidden: 128 at hidden 64, where 8 heads of 16 are the default.
+    bilstm = ["attention=multihead", "model.hidden_dim=64"]
+    assert config_hash(load_config([*bilstm, "attention.head_dim=16"])) == config_hash(load_config(bilstm))
+    assert config_hash(load_config([*bilstm, "attention.head_dim=32"])) != config_hash(load_config(bilstm))
+
+
+@pytest.mark.parametrize("ablation, copied", [
+    ("ablation_heads_cpu", {f"s{seed}-heads8": f"translation-transformer-multihead-s{seed}" for seed in (1, 2, 3)}),
+    ("ablation_scaling_cpu", {f"s{seed}-{kind}-head_dim256": f"translation-transformer-{kind}-s{seed}"
+                              for seed in (1, 2, 3) for kind in ("dot", "scaled_dot", "additive")}),
+])
+def test_the_cpu_ablations_reuse_exactly_the_protocols_cells_they_contain(ablation, copied):
+    """The heads ablation's 8-head cells and the scaling ablation's d_k 256 cells are the CPU protocol's
+    transformer cells, setting for setting: each spec lists the protocol's folder, and the hashes agree."""
     root = Path(__file__).resolve().parent.parent
-    heads = load_spec(root / "experiments" / "ablation_heads_cpu.yaml")
+    spec = load_spec(root / "experiments" / f"{ablation}.yaml")
     protocol = load_spec(root / "experiments" / "leaderboard_cpu.yaml")
-    assert heads.reuse == [Path("results/sweeps/leaderboard_cpu")]
-    same = {cell.id for cell in heads.cells()
-            if heads.hashes[cell.id] in {protocol.hashes[c.id] for c in protocol.cells()}}
-    assert same == {f"s{seed}-heads8" for seed in (1, 2, 3)}
-    assert all(protocol.hashes[f"translation-transformer-multihead-s{seed}"] == heads.hashes[f"s{seed}-heads8"]
-               for seed in (1, 2, 3))
+    assert spec.reuse == [Path("results/sweeps/leaderboard_cpu")]
+    by_hash = {protocol.hashes[c.id]: c.id for c in protocol.cells()}
+    assert {c.id: by_hash[spec.hashes[c.id]] for c in spec.cells() if spec.hashes[c.id] in by_hash} == copied
     assert os.path.isdir(root / "results" / "sweeps" / "leaderboard_cpu")

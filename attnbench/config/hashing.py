@@ -31,9 +31,21 @@ def result_settings(cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_RESULT_KEYS:
         _pop(data, key)
+    if data.get("attention", {}).get("head_dim") is not None and data["attention"]["head_dim"] == _implied_head_dim(cfg):
+        data["attention"]["head_dim"] = None  # the width / heads it defaults to: the same modules, the same run
     for key, old in LATER_KEYS.items():
         _pop(data, key, only=old)
     return data
+
+
+def _implied_head_dim(cfg: DictConfig) -> int | None:
+    """The head width attention.head_dim=null gives (the attention's width / heads), or None without heads."""
+    from attnbench.config.rules import attention_width, uses_heads  # the backbone registry: only when head_dim is set
+
+    if not uses_heads(cfg):
+        return None
+    width = attention_width(cfg)
+    return width // cfg.attention.heads if width % cfg.attention.heads == 0 else None
 
 
 _ANY = object()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from attnbench.config import config_hash, load_config
 from attnbench.errors import ConfigError
 from attnbench.suite.reuse import Reusable, adopt
@@ -155,15 +157,15 @@ def archive(run_dir: Path, output_dir: Path) -> Path:
     raise AssertionError("unreachable")
 
 
-def take_reused(status: CellStatus, output_dir: Path, ledger: Ledger, say) -> str | None:
-    """A "reusable" cell: its own earlier attempt moved aside, the completed run of the same configuration copied
-    in (suite/reuse.py) and the ledger told; returns the error, or None."""
+def take_reused(status: CellStatus, config: DictConfig, output_dir: Path, ledger: Ledger, say) -> str | None:
+    """A "reusable" cell (of configuration `config`): its own earlier attempt moved aside, the completed run of the
+    same configuration copied in (suite/reuse.py) and the ledger told; returns the error, or None."""
     cell, run_dir = status.cell, output_dir / status.cell.id
     assert status.source is not None
     try:
         if run_dir.exists():
             say(f"  {cell.id}: previous attempt ({status.reason.split(';')[0]}) moved to {archive(run_dir, output_dir)}")
-        adopt(status.source, cell, output_dir)
+        adopt(status.source, cell, output_dir, config)
     except (ConfigError, OSError) as err:
         say(f"  failed {cell.id}: {err}")
         ledger.update(cell.id, state="failed", finished_at=now(), error=str(err))

@@ -3,12 +3,14 @@ training again.
 
 A cell's config_hash covers everything that shapes its result, the seed included (not its name, folder, data or
 cache location, logging: config.NOT_RESULT_KEYS). An ablation often contains cells of another sweep exactly (the
-heads ablation's 8-head cells are the CPU protocol's multihead transformer cells); when its spec lists that
+heads ablation's 8-head cells are the CPU protocol's multihead transformer cells, the scaling ablation's d_k 256
+cells its dot, scaled_dot and additive ones); when its spec lists that
 sweep's output folder under `reuse`, such a cell with no usable attempt of its own gets a copy of the completed
 run folder instead of hours of identical training. The copy is that run: its metrics, predictions, history,
 saved attention, explain outputs and provenance (code version, times, cost) are the source's; its checkpoints are
-hard links where the file system allows. Only its name changes: metrics.json and config.yaml say the new cell's
-run_id and output_dir, and the record gains `reused_from` (the source folder). The copy is assembled in a hidden
+hard links where the file system allows. Only its name changes: config.yaml is the new cell's own configuration
+(the same hash; its run_id and output_dir, its settings as its spec spells them), metrics.json says the new run_id
+and gains `reused_from` (the source folder). The copy is assembled in a hidden
 sibling folder under the cell's claim and renamed into place, so a crash leaves no half-copied cell.
 
     spec.reuse folders -> {config_hash: completed run folder} -> adopt(source, cell) -> <output_dir>/<cell id>/
@@ -20,9 +22,9 @@ import os
 import shutil
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
-from attnbench.config import to_yaml
+from attnbench.config import config_hash, to_yaml
 from attnbench.errors import ConfigError
 from attnbench.suite.spec import Cell
 from attnbench.tracking.claim import Claim
@@ -58,8 +60,9 @@ class Reusable:
         return self._index.get(config_hash)
 
 
-def adopt(source: Path, cell: Cell, output_dir: Path) -> Path:
-    """Copy the completed run `source` in as `cell`'s folder (which must not exist); returns the new folder."""
+def adopt(source: Path, cell: Cell, output_dir: Path, config: DictConfig) -> Path:
+    """Copy the completed run `source` in as `cell`'s folder (which must not exist), with the cell's own `config`
+    (of the same config hash) as its config.yaml; returns the new folder."""
     run_dir = output_dir / cell.id
     staging = output_dir / f".reuse-{cell.id}"
     with Claim(output_dir, cell.id) as claim:
@@ -71,8 +74,10 @@ def adopt(source: Path, cell: Cell, output_dir: Path) -> Path:
         try:
             shutil.copytree(source, staging, copy_function=_link_or_copy,
                             ignore=shutil.ignore_patterns(".*"))
-            config = OmegaConf.load(staging / "config.yaml")
-            config.run_id, config.output_dir = cell.id, str(output_dir)
+            if config_hash(config) != saved_config_hash(source):
+                raise ConfigError(f"{source} holds another configuration than cell {cell.id}: nothing copied")
+            # The cell's configuration, not the source's: the same hash, but the settings as this sweep spells them
+            # (attention.head_dim=256 stays 256 rather than the null it equals), which the leaderboard's rows show.
             write_atomic(staging / "config.yaml", to_yaml(config))
             record = read_record(staging / "metrics.json")
             if record is None or record.get("status") != "completed":

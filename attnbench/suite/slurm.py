@@ -491,7 +491,7 @@ class SlurmLauncher:
             grouped, decisions = self.plan("--launcher slurm", "to submit")
             for d in decisions:
                 if d.reuse is not None:
-                    take_reused(d.reuse, self.spec.output_dir, self.ledger, self.say)
+                    take_reused(d.reuse, self.spec.config(d.cell), self.spec.output_dir, self.ledger, self.say)
             if not grouped:
                 return 0
             submitted = self._submit(grouped, created)

@@ -161,7 +161,7 @@ class Runner:
 
     def _reuse(self, status: CellStatus) -> Outcome:
         """Copy in the completed run of the same configuration (spec `reuse:`) instead of training the cell."""
-        error = take_reused(status, self.spec.output_dir, self.ledger, self.say)
+        error = take_reused(status, self.spec.config(status.cell), self.spec.output_dir, self.ledger, self.say)
         if error is not None:
             return Outcome(status.cell, "failed", error)
         return Outcome(status.cell, "reused", str(self.spec.output_dir / status.cell.id / "metrics.json"))
