@@ -37,6 +37,7 @@ def source(tmp_path_factory, data_dir) -> tuple[Path, Path]:
     cache = root / "cache"
     spec = write_spec(root / "protocol.yaml", root / "protocol", data_dir, cache, "  attention: [dot]")
     assert main(["sweep", str(spec)]) == 0
+    assert main(["explain", str(root / "protocol" / "dot"), "--permutations", "5", "--ig-steps", "4"]) == 0
     return root / "protocol", cache
 
 
@@ -69,6 +70,9 @@ def test_a_cell_completed_in_a_reuse_folder_is_copied_not_trained(source, tmp_pa
     assert {k: v for k, v in record.items() if k not in ("run_id", "reused_from")} == \
         {k: v for k, v in first.items() if k != "run_id"}
     assert (copied / "predictions.jsonl").read_bytes() == (original / "predictions.jsonl").read_bytes()
+    explained = json.loads((copied / "explain.json").read_text())
+    assert explained.pop("run_id") == "dot-hidden_dim16"
+    assert explained == {k: v for k, v in json.loads((original / "explain.json").read_text()).items() if k != "run_id"}
     assert (copied / "checkpoints" / "last.ckpt").stat().st_ino == (original / "checkpoints" / "last.ckpt").stat().st_ino
     # The copy is this sweep's cell: its saved config names it and hashes as the cell's configuration; the source
     # is untouched.
@@ -83,8 +87,10 @@ def test_a_cell_completed_in_a_reuse_folder_is_copied_not_trained(source, tmp_pa
     # Done now: a second sweep skips both; the leaderboard reads the copy as this sweep's run.
     assert main(["sweep", str(spec)]) == 0
     assert "0 to run" in capsys.readouterr().out
+    capsys.readouterr()
     assert main(["leaderboard", "--wandb", "disabled", "--runs", str(out), "--out", str(tmp_path / "board"),
                  "--baseline", "dot[model.hidden_dim=16]"]) == 0
+    assert "explain.json" not in capsys.readouterr().err  # the copy's explain.json is read as its own
     rows = json.loads((tmp_path / "board" / "leaderboard.json").read_text())["tasks"]["sentiment"]
     accuracy = {r["label"]: r["metrics"]["accuracy"]["mean"] for r in rows if r.get("attention")}
     assert accuracy == {"dot [model.hidden_dim=16]": first["metrics"]["test"]["accuracy"],

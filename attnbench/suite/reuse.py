@@ -9,8 +9,8 @@ sweep's output folder under `reuse`, such a cell with no usable attempt of its o
 run folder instead of hours of identical training. The copy is that run: its metrics, predictions, history,
 saved attention, explain outputs and provenance (code version, times, cost) are the source's; its checkpoints are
 hard links where the file system allows. Only its name changes: config.yaml is the new cell's own configuration
-(the same hash; its run_id and output_dir, its settings as its spec spells them), metrics.json says the new run_id
-and gains `reused_from` (the source folder). The copy is assembled in a hidden
+(the same hash; its run_id and output_dir, its settings as its spec spells them), metrics.json and explain.json
+say the new run_id, and the record gains `reused_from` (the source folder). The copy is assembled in a hidden
 sibling folder under the cell's claim and renamed into place, so a crash leaves no half-copied cell.
 
     spec.reuse folders -> {config_hash: completed run folder} -> adopt(source, cell) -> <output_dir>/<cell id>/
@@ -29,6 +29,9 @@ from attnbench.errors import ConfigError
 from attnbench.suite.spec import Cell
 from attnbench.tracking.claim import Claim
 from attnbench.tracking.record import read_record, saved_config_hash, write_atomic, write_json
+
+
+EXPLAIN = "explain.json"
 
 
 class Reusable:
@@ -85,6 +88,11 @@ def adopt(source: Path, cell: Cell, output_dir: Path, config: DictConfig) -> Pat
             record["run_id"] = cell.id
             record["reused_from"] = str(source)
             write_json(staging / "metrics.json", record)
+            # `attnbench explain`'s results belong to the run too; the leaderboard matches them by run_id.
+            explained = read_record(staging / EXPLAIN)
+            if explained is not None:
+                explained["run_id"] = cell.id
+                write_json(staging / EXPLAIN, explained)
             os.rename(staging, run_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
