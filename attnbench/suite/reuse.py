@@ -44,9 +44,9 @@ class Reusable:
     def missing(self) -> list[Path]:
         return [folder for folder in self.folders if not folder.is_dir()]
 
-    def find(self, config_hash: str | None) -> Path | None:
-        """A completed run folder of this configuration, or None."""
-        if config_hash is None or not self.folders:
+    def find(self, key: str | None) -> Path | None:
+        """A completed run folder of the configuration whose config_hash is `key`, or None."""
+        if key is None or not self.folders:
             return None
         if self._index is None:
             self._index = {}
@@ -60,7 +60,7 @@ class Reusable:
                     found = saved_config_hash(run_dir)
                     if found is not None:
                         self._index.setdefault(found, run_dir)
-        return self._index.get(config_hash)
+        return self._index.get(key)
 
 
 def adopt(source: Path, cell: Cell, output_dir: Path, config: DictConfig) -> Path:
