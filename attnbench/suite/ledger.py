@@ -48,10 +48,12 @@ def cell_status(cell: Cell, output_dir: Path, ledger: dict, expected_hash: str |
     """The cell's state on disk; `expected_hash` is its config hash when already known (Spec.hashes). A cell that
     would be trained from scratch is "reusable" instead when `reusable` (the spec's `reuse:` folders) holds a
     completed run of its configuration."""
+    if reusable is not None and expected_hash is None:  # needed either way: composed once
+        expected_hash = config_hash(load_config(list(cell.overrides)))
     status = _disk_status(cell, output_dir, ledger, expected_hash)
     if reusable is None or not status.pending:
         return status
-    source = reusable.find(expected_hash or config_hash(load_config(list(cell.overrides))))
+    source = reusable.find(expected_hash)
     if source is None:
         return status
     return CellStatus(cell, "reusable", f"{status.reason}; the same configuration completed in {source}: copied, "

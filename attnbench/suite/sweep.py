@@ -70,10 +70,10 @@ def check_machine_for(spec: Spec) -> None:
             raise ConfigError(f"sweep spec {spec.path}: cell {cell.label}: {err}") from None
 
 
-def plan(spec: Spec) -> list[CellStatus]:
-    ledger = Ledger(spec.output_dir, spec.name)
-    cells = ledger.read()
-    reusable = Reusable(spec.reuse)
+def plan(spec: Spec, ledger: dict | None = None, reusable: Reusable | None = None) -> list[CellStatus]:
+    """Every cell's status; `ledger` (its cells) and `reusable` (the spec's reuse folders) when the caller has them."""
+    cells = Ledger(spec.output_dir, spec.name).read() if ledger is None else ledger
+    reusable = Reusable(spec.reuse) if reusable is None else reusable
     return [cell_status(cell, spec.output_dir, cells, spec.hashes.get(cell.id), reusable) for cell in spec.cells()]
 
 
@@ -117,8 +117,8 @@ class Runner:
 
     def _run(self) -> list[Outcome]:
         self.started = time.perf_counter()
-        self.ledger.read()
-        statuses = plan(self.spec)
+        reusable = Reusable(self.spec.reuse)
+        statuses = plan(self.spec, self.ledger.read(), reusable)
         outcomes = {s.cell.id: Outcome(s.cell, "skipped" if s.state == "done" else s.state, s.reason)
                     for s in statuses if not s.pending}
         reused = [s for s in statuses if s.state == "reusable"]
@@ -127,7 +127,7 @@ class Runner:
         self.say(f"sweep {self.spec.name}{' (--only' + part[1:] + ')' if part else ''}: {len(statuses)} cells, "
                  f"{len(outcomes)} done already, " + (f"{len(reused)} to copy from reuse folders, " if reused else "")
                  + f"{len(pending)} to run (output {self.spec.output_dir})")
-        for folder in Reusable(self.spec.reuse).missing():
+        for folder in reusable.missing():
             self.say(f"  reuse folder {folder} does not exist (yet): nothing is copied from it")
         for s in statuses:
             self.say(f"  {verb(s)} {s.cell.id}: {s.state}: {s.reason}")
